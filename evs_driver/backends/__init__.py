@@ -1,0 +1,1 @@
+"""Storage backends, loaded by name from the ``evs_driver.backends`` entry points."""

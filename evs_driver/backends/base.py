@@ -1,0 +1,188 @@
+"""The contract every storage backend implements.
+
+The driver talks to storage only through this class, so a new backend needs no
+driver change. Ids are the catalog's strings (volume and snapshot UUIDs); sizes
+are bytes. Backends do not know statuses or product rules: the manager enforces
+those before it calls here.
+"""
+
+import abc
+import dataclasses
+from collections.abc import Callable
+
+from evs_driver.blockdev import BlockDevice
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with (bytes done, bytes total) during long copies."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolStats:
+    """Capacity of a backend's pool, in bytes."""
+
+    total_bytes: int
+    free_bytes: int
+    provisioned_bytes: int
+    volume_count: int
+    snapshot_count: int
+    metadata_bytes: int = 0
+    metadata_free_bytes: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceUsage:
+    """Space of one volume or snapshot, in bytes."""
+
+    size: int
+    mapped_bytes: int
+    exclusive_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckReport:
+    """What a consistency check found; ``clean`` when there is nothing to report."""
+
+    problems: tuple[str, ...] = ()
+    summary: str = ""
+
+    @property
+    def clean(self) -> bool:
+        return not self.problems
+
+
+class Backend(abc.ABC):
+    """One pool of volumes and snapshots."""
+
+    #: ``storage_protocol`` reported in the driver's stats.
+    storage_protocol: str = "nbd"
+
+    def __init__(self, conf, backend_name: str):
+        """``conf`` is the backend's oslo.config group (attribute access)."""
+        self.conf = conf
+        self.backend_name = backend_name
+
+    # -- lifecycle -----------------------------------------------------------------
+    @abc.abstractmethod
+    def setup(self) -> None:
+        """Open (creating when allowed) the pool; raise ``ConfigError`` on bad settings."""
+
+    @abc.abstractmethod
+    def check_setup(self) -> None:
+        """Raise when the backend cannot serve requests."""
+
+    def close(self) -> None:
+        """Flush and release the pool."""
+
+    def recover(self) -> None:
+        """Finish or undo backend work a crash interrupted (called at start)."""
+
+    # -- volumes and snapshots -------------------------------------------------------
+    @abc.abstractmethod
+    def create_volume(self, volume_id: str, size: int) -> None:
+        """Create an empty (zero-filled) thin volume of ``size`` bytes."""
+
+    @abc.abstractmethod
+    def delete_volume(self, volume_id: str) -> None:
+        """Delete a volume; a missing one is not an error. Its snapshots are unaffected."""
+
+    @abc.abstractmethod
+    def extend_volume(self, volume_id: str, new_size: int) -> None:
+        """Grow a volume to ``new_size`` bytes; never shrinks."""
+
+    @abc.abstractmethod
+    def create_snapshot(self, volume_id: str, snapshot_id: str) -> None:
+        """Record a read-only point-in-time image of a volume, copying no data."""
+
+    @abc.abstractmethod
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Delete a snapshot; a missing one is not an error. Volumes made from it keep their data."""
+
+    @abc.abstractmethod
+    def create_volume_from_snapshot(self, snapshot_id: str, volume_id: str, size: int) -> None:
+        """Create a volume sharing the snapshot's blocks; bytes past the snapshot read as zeros."""
+
+    @abc.abstractmethod
+    def clone_volume(self, source_volume_id: str, volume_id: str, size: int) -> None:
+        """Create a volume sharing the source volume's current blocks."""
+
+    @abc.abstractmethod
+    def revert_to_snapshot(self, volume_id: str, snapshot_id: str) -> None:
+        """Make the volume's content the snapshot's, keeping every snapshot and the volume's size."""
+
+    def full_copy(
+        self,
+        source_id: str,
+        volume_id: str,
+        size: int,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        """Create a volume holding a copy of ``source_id`` that shares no blocks with it."""
+        self.create_volume(volume_id, size)
+        try:
+            with self.open_device(source_id, writable=False) as src, self.open_device(
+                volume_id, writable=True
+            ) as dst:
+                copy_device(src, dst, progress)
+        except BaseException:
+            self.delete_volume(volume_id)
+            raise
+
+    # -- information -----------------------------------------------------------------
+    @abc.abstractmethod
+    def exists(self, device_id: str) -> bool:
+        """True when a volume or snapshot with this id exists."""
+
+    @abc.abstractmethod
+    def device_usage(self, device_id: str) -> DeviceUsage:
+        """Size, mapped and exclusive bytes of a volume or snapshot."""
+
+    @abc.abstractmethod
+    def pool_stats(self) -> PoolStats:
+        """Capacity figures for the scheduler and ``evs pool show``."""
+
+    @abc.abstractmethod
+    def check(self) -> CheckReport:
+        """Verify the pool's metadata (the backend's fsck)."""
+
+    def collect(self) -> None:
+        """Reclaim the space of deleted devices now instead of in the background."""
+
+    # -- data path -------------------------------------------------------------------
+    @abc.abstractmethod
+    def open_device(self, device_id: str, writable: bool) -> "DeviceContext":
+        """A ``BlockDevice`` for a volume (or a read-only one for a snapshot)."""
+
+    def connection_properties(self, device_id: str) -> dict:
+        """Backend-specific part of the connection info (e.g. a device path)."""
+        return {}
+
+
+class DeviceContext(BlockDevice, abc.ABC):
+    """A ``BlockDevice`` that closes itself when used in a ``with`` block."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+COPY_BLOCK = 4 * 1024 * 1024
+
+
+def copy_device(src: BlockDevice, dst: BlockDevice, progress: ProgressCallback | None = None):
+    """Copy ``src`` onto the start of ``dst``, skipping all-zero blocks, then flush."""
+    total = src.size
+    buf = bytearray(COPY_BLOCK)
+    zero = bytes(COPY_BLOCK)
+    done = 0
+    while done < total:
+        length = min(COPY_BLOCK, total - done)
+        view = memoryview(buf)[:length]
+        src.readinto(done, view)
+        if view != zero[:length]:
+            dst.write(done, view)
+        done += length
+        if progress:
+            progress(done, total)
+    dst.flush()
