@@ -1,0 +1,105 @@
+"""The data file: fixed-size chunks in one sparse file.
+
+Invariant kept with the pool: every chunk that is free reads as zeros (freed chunks are
+punched before reuse, and an unclean shutdown punches all free chunks at the next open),
+so a newly mapped chunk never exposes another device's old data.
+"""
+
+import ctypes
+import errno
+import os
+
+from evs_driver import exception
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+_ZEROS = bytes(1 << 20)
+
+
+class ChunkStore:
+    """Positional I/O on the data file, in chunk units."""
+
+    def __init__(self, path: str, chunk_size: int, capacity_chunks: int, pool_name: str):
+        self.path = path
+        self.chunk_size = chunk_size
+        self.pool_name = pool_name
+        self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        self.resize(capacity_chunks)
+        self._can_punch = True
+
+    def resize(self, capacity_chunks: int) -> None:
+        if os.fstat(self.fd).st_size < capacity_chunks * self.chunk_size:
+            os.ftruncate(self.fd, capacity_chunks * self.chunk_size)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def _full(self, err: OSError) -> exception.EVSError:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exception.PoolFull(pool=self.pool_name, detail=f"data file: {err.strerror}")
+        return exception.EVSError(f"I/O error on {self.path}: {err}")
+
+    def readinto(self, position: int, view: memoryview) -> None:
+        """Fill ``view`` from byte ``position`` of the file."""
+        done = os.preadv(self.fd, [view], position)
+        if done < len(view):  # only past EOF, which the pool never reads
+            view[done:] = _ZEROS[: len(view) - done]
+
+    def write(self, position: int, data) -> None:
+        try:
+            done = os.pwrite(self.fd, data, position)
+            while done < len(data):
+                done += os.pwrite(self.fd, memoryview(data)[done:], position + done)
+        except OSError as err:
+            raise self._full(err) from err
+
+    def writev(self, position: int, buffers: list) -> None:
+        total = sum(len(b) for b in buffers)
+        try:
+            done = os.pwritev(self.fd, buffers, position)
+        except OSError as err:
+            raise self._full(err) from err
+        if done < total:
+            flat = b"".join(bytes(b) for b in buffers)
+            self.write(position + done, flat[done:])
+
+    def zero(self, position: int, length: int) -> None:
+        """Make a byte range read as zeros, giving its space back to the file system."""
+        if self._can_punch:
+            flags = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
+            if _libc.fallocate(self.fd, flags, position, length) == 0:
+                return
+            if ctypes.get_errno() not in (errno.EOPNOTSUPP, errno.ENOSYS):
+                err = ctypes.get_errno()
+                raise exception.EVSError(f"punching {self.path}: {os.strerror(err)}")
+            self._can_punch = False
+        while length > 0:
+            step = min(length, len(_ZEROS))
+            self.write(position, _ZEROS[:step])
+            position += step
+            length -= step
+
+    def zero_chunks(self, chunks: list[int]) -> None:
+        """Zero whole chunks, one call per run of consecutive chunk numbers."""
+        for first, count in runs(sorted(chunks)):
+            self.zero(first * self.chunk_size, count * self.chunk_size)
+
+    def sync(self) -> None:
+        os.fdatasync(self.fd)
+
+
+def runs(sorted_numbers: list[int]):
+    """Yield (first, count) for each run of consecutive numbers."""
+    start = previous = None
+    for number in sorted_numbers:
+        if start is None:
+            start = previous = number
+        elif number == previous + 1:
+            previous = number
+        else:
+            yield start, previous - start + 1
+            start = previous = number
+    if start is not None:
+        yield start, previous - start + 1

@@ -1,0 +1,73 @@
+"""Lookups and path shadowing in a device's radix tree (see ``nodes.py`` for the rules)."""
+
+from evs_driver.rowstore.nodes import Node, NodeStore
+
+
+def find_leaf(nodes: NodeStore, root: int, height: int, vchunk: int) -> Node | None:
+    """The leaf covering ``vchunk``, or None when that part of the tree is empty."""
+    node_id, bits, mask = root, nodes.bits, nodes.mask
+    for level in range(height - 1, 0, -1):
+        if not node_id:
+            return None
+        node_id = nodes.get(node_id).entries[(vchunk >> (bits * level)) & mask]
+    return nodes.get(node_id) if node_id else None
+
+
+def lookup_run(nodes: NodeStore, root: int, height: int, first: int, count: int) -> list[int]:
+    """Leaf entries (chunk + 1, or 0 when unmapped) for ``count`` slots from ``first``."""
+    entries: list[int] = []
+    vchunk, end, mask = first, first + count, nodes.mask
+    while vchunk < end:
+        take = min(end, (vchunk | mask) + 1) - vchunk
+        leaf = find_leaf(nodes, root, height, vchunk) if root else None
+        if leaf is None:
+            entries.extend([0] * take)
+        else:
+            index = vchunk & mask
+            entries.extend(leaf.entries[index : index + take])
+        vchunk += take
+    return entries
+
+
+def writable_path(nodes: NodeStore, root: int, height: int, vchunk: int) -> list[int]:
+    """Shadow or create every node from the root to ``vchunk``'s leaf; return their ids.
+
+    The first id is the (possibly new) root, which the caller must store on the device.
+    """
+    root = nodes.writable(root) if root else nodes.new(height - 1)
+    path = [root]
+    node_id = root
+    for level in range(height - 1, 0, -1):
+        node = nodes.get(node_id)
+        index = (vchunk >> (nodes.bits * level)) & nodes.mask
+        child = node.entries[index]
+        child = nodes.writable(child) if child else nodes.new(level - 1)
+        node.entries[index] = child
+        path.append(child)
+        node_id = child
+    return path
+
+
+def prune(nodes: NodeStore, path: list[int], vchunk: int) -> int:
+    """Drop empty nodes at the bottom of a writable path; return the root (0 if it emptied)."""
+    for depth in range(len(path) - 1, 0, -1):
+        if not nodes.get(path[depth]).is_empty():
+            return path[0]
+        level = len(path) - depth
+        parent = nodes.get(path[depth - 1])
+        parent.entries[(vchunk >> (nodes.bits * level)) & nodes.mask] = 0
+        nodes.drop(path[depth])
+    if nodes.get(path[0]).is_empty():
+        nodes.drop(path[0])
+        return 0
+    return path[0]
+
+
+def grow(nodes: NodeStore, root: int, height: int, new_height: int) -> int:
+    """Add levels above ``root`` so the tree addresses ``new_height`` levels; same mappings."""
+    for level in range(height, new_height):
+        if root:
+            parent = nodes.new(level)
+            nodes.get(parent).entries[0] = root
+            root = parent
+    return root

@@ -1,0 +1,55 @@
+"""The model-based test must fail when a real bug is planted in the engine.
+
+Each case patches one engine function with a subtly wrong version (fault injection with
+monkeypatch: there is no real part that produces these bugs on demand) and expects the
+state machine to report a mismatch or a checker problem.
+"""
+
+import pytest
+from hypothesis import Phase, settings
+from hypothesis.errors import FlakyFailure
+from hypothesis.stateful import run_state_machine_as_test
+
+from evs_driver.rowstore import nodes, pool
+from tests.unit.rowstore.test_model import MODEL_SETTINGS, PoolModel
+
+
+def _copy_without_child_refs(self, node_id):
+    """Shadowing that forgets to take references on the copied node's children."""
+    if self.count(node_id) == 1:
+        self.dirty.add(node_id)
+        return node_id
+    original = self.get(node_id)
+    copy_id = self.new(original.level, type(original.entries)("I", original.entries))
+    self.drop(node_id)
+    return copy_id
+
+
+def _leaf_ignoring_shared_parents(self, device, height, vchunk):
+    """Treats a leaf as writable in place even when a node above it is shared."""
+    node_id = device.root
+    if not node_id:
+        return None
+    for level in range(height - 1, 0, -1):
+        node_id = self._nodes.get(node_id).entries[
+            (vchunk >> (self._nodes.bits * level)) & self._nodes.mask
+        ]
+        if not node_id:
+            return None
+    return pool._WritableLeaf(self._nodes.get(node_id), node_id, self._nodes)
+
+
+@pytest.mark.parametrize(
+    "target, attribute, bug",
+    [
+        (nodes.NodeStore, "writable", _copy_without_child_refs),
+        (pool.Pool, "_exclusive_leaf", _leaf_ignoring_shared_parents),
+    ],
+    ids=["shadow-forgets-child-refs", "in-place-write-under-shared-node"],
+)
+def test_model_catches_planted_bug(monkeypatch, target, attribute, bug):
+    monkeypatch.setattr(target, attribute, bug)
+    with pytest.raises((AssertionError, FlakyFailure, ExceptionGroup)):
+        run_state_machine_as_test(
+            PoolModel, settings=settings(MODEL_SETTINGS, max_examples=200, phases=[Phase.generate])
+        )
