@@ -1,0 +1,14 @@
+import pytest
+
+from evs_driver.rowstore import Pool
+
+CHUNK = 4096
+
+
+@pytest.fixture
+def pool(tmp_path):
+    """A 4 MiB pool of 4 KiB chunks with fan-out 4 (deep trees at small sizes), no worker."""
+    with Pool.create(
+        str(tmp_path / "pool"), 1024 * CHUNK, CHUNK, node_bits=2, background=False
+    ) as created:
+        yield created
