@@ -83,3 +83,60 @@ class ConfigError(EVSError):
 
 class BackendError(EVSError):
     message = "Backend %(backend)s failed: %(reason)s"
+
+
+class InvalidStatus(InvalidOperation):
+    message = "%(kind)s %(name)s is %(status)s; %(action)s needs it to be %(expected)s."
+    code = errno.EBUSY
+
+
+class SnapshotLimitExceeded(InvalidOperation):
+    message = (
+        "Volume %(volume)s already has %(count)d snapshots; the limit "
+        "(max_snapshots_per_volume) is %(limit)d."
+    )
+    code = errno.EDQUOT
+
+
+class VolumeHasSnapshots(InvalidOperation):
+    message = (
+        "Volume %(volume)s has %(count)d snapshot(s); delete them first or use cascade "
+        "(--cascade) to delete them with the volume."
+    )
+    code = errno.ENOTEMPTY
+
+
+class OverSubscription(InvalidOperation):
+    message = (
+        "Creating %(requested)d GiB on backend %(backend)s would provision %(provisioned)d GiB, "
+        "over the allowed %(allowed)d GiB (total %(total)d GiB, max_over_subscription_ratio "
+        "%(ratio)s, reserved_percentage %(reserved)d%%)."
+    )
+    code = errno.ENOSPC
+
+
+class AmbiguousName(InvalidInput):
+    message = "%(count)d %(kind)ss are named %(name)s; use the id instead."
+
+
+class AttachNeedsService(InvalidOperation):
+    message = (
+        "Attaching %(name)s needs the evs-volume service (it serves the NBD export); "
+        "start it and retry."
+    )
+    code = errno.EOPNOTSUPP
+
+
+class ConcurrentOperation(InvalidOperation):
+    message = "%(kind)s %(name)s is busy: %(reason)s"
+    code = errno.EBUSY
+
+
+class NBDProtocolError(EVSError):
+    message = "NBD client broke the protocol: %(reason)s"
+    code = errno.EPROTO
+
+
+class NBDDisconnected(EVSError):
+    message = "NBD client disconnected %(where)s."
+    code = errno.ECONNRESET

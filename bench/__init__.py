@@ -1,0 +1,1 @@
+"""Benchmarks: each prints ratios against anchors measured in the same run."""

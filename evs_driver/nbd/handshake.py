@@ -1,0 +1,255 @@
+"""The fixed newstyle handshake: greet, haggle options, pick an export and open its device.
+
+Anything a client sends that the protocol says must end the session raises
+``NBDProtocolError``; every other bad option gets an error reply and haggling goes on.
+"""
+
+import dataclasses
+import logging
+import socket
+import struct
+from collections.abc import Callable
+
+from evs_driver import exception
+from evs_driver.blockdev import BlockDevice
+from evs_driver.nbd import protocol as p
+from evs_driver.nbd.exports import Export, ExportRegistry
+from evs_driver.nbd.stream import SocketReader
+
+LOG = logging.getLogger(__name__)
+
+MAX_OPTIONS = 256  # options one connection may send before it must pick an export
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSizes:
+    """Block size constraints advertised with NBD_INFO_BLOCK_SIZE."""
+
+    minimum: int = 1
+    preferred: int = 4096
+    maximum: int = 32 * 1024 * 1024
+
+    def __post_init__(self):
+        if not (
+            _power_of_two(self.minimum)
+            and _power_of_two(self.preferred)
+            and self.minimum <= min(self.preferred, 65536)
+            and self.preferred <= self.maximum < 2**32
+            and self.maximum % self.minimum == 0
+        ):
+            raise exception.InvalidInput(
+                reason=f"NBD block sizes minimum={self.minimum} preferred={self.preferred} "
+                f"maximum={self.maximum}: minimum and preferred must be powers of 2, "
+                "minimum <= 64 KiB, minimum <= preferred <= maximum < 4 GiB and maximum a "
+                "multiple of minimum"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class Session:
+    """What the handshake agreed on: the export, its open device and the transmission flags."""
+
+    export: Export
+    device: BlockDevice
+    size: int
+    flags: int
+
+
+def transmission_flags(device: BlockDevice, read_only: bool) -> int:
+    """Transmission flags for an export served from ``device``."""
+    flags = p.TFLAG_HAS_FLAGS | p.TFLAG_SEND_FLUSH
+    if read_only:
+        # Nothing can change, so every connection sees the same bytes.
+        return flags | p.TFLAG_READ_ONLY | p.TFLAG_CAN_MULTI_CONN
+    flags |= p.TFLAG_SEND_FUA | p.TFLAG_SEND_TRIM | p.TFLAG_SEND_WRITE_ZEROES
+    if getattr(device, "can_multi_conn", False):
+        flags |= p.TFLAG_CAN_MULTI_CONN
+    return flags
+
+
+class Handshake:
+    """Runs the handshake on one connection."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        reader: SocketReader,
+        registry: ExportRegistry,
+        sizes: BlockSizes,
+        attach: Callable[[Export], bool],
+    ):
+        self._sock = sock
+        self._reader = reader
+        self._registry = registry
+        self._sizes = sizes
+        self._attach = attach
+        self._fixed = False
+        self._no_zeroes = False
+
+    def run(self) -> Session | None:
+        """Negotiate; return the session to serve, or None when the client aborted."""
+        self._sock.sendall(
+            p.SERVER_GREETING.pack(p.NBDMAGIC, p.IHAVEOPT, p.FLAG_FIXED_NEWSTYLE | p.FLAG_NO_ZEROES)
+        )
+        (client_flags,) = p.CLIENT_FLAGS.unpack(self._reader.read(4))
+        if client_flags & ~p.KNOWN_CLIENT_FLAGS:
+            raise exception.NBDProtocolError(reason=f"unknown client flags {client_flags:#x}")
+        self._fixed = bool(client_flags & p.FLAG_C_FIXED_NEWSTYLE)
+        self._no_zeroes = bool(client_flags & p.FLAG_C_NO_ZEROES)
+        for _ in range(MAX_OPTIONS):
+            magic, option, length = p.OPTION_HEADER.unpack(self._reader.read(16))
+            if magic != p.IHAVEOPT:
+                raise exception.NBDProtocolError(reason=f"bad option magic {magic:#x}")
+            if length > p.MAX_OPTION_LENGTH:
+                if self._fixed and option != p.OPT_EXPORT_NAME:
+                    self._reply(option, p.REP_ERR_TOO_BIG, b"option data too long")
+                raise exception.NBDProtocolError(reason=f"option {option} of {length} bytes")
+            data = self._reader.read(length)
+            if option == p.OPT_EXPORT_NAME:
+                return self._export_name(data)
+            if not self._fixed:
+                raise exception.NBDProtocolError(reason=f"option {option} without fixed newstyle")
+            if option == p.OPT_ABORT:
+                self._reply(option, p.REP_ACK)
+                return None
+            if option == p.OPT_LIST:
+                self._list(data)
+            elif option in (p.OPT_INFO, p.OPT_GO):
+                session = self._info(option, data)
+                if session is not None:
+                    return session
+            else:
+                self._reply(option, p.REP_ERR_UNSUP, f"option {option} is not supported".encode())
+        raise exception.NBDProtocolError(reason=f"more than {MAX_OPTIONS} options")
+
+    # -- options -------------------------------------------------------------------------
+    def _export_name(self, data: bytes) -> Session:
+        export = self._resolve(data)
+        if export is None:
+            # This old option has no error reply: the protocol says to hang up.
+            raise exception.NBDProtocolError(reason=f"unknown export {data[:64]!r}")
+        session = self._open(export)
+        if not self._attach(export):
+            session.device.close()
+            raise exception.NBDProtocolError(reason=f"export {export.name} was removed")
+        reply = p.EXPORT_NAME_REPLY.pack(session.size, session.flags)
+        if not self._no_zeroes:
+            reply += bytes(124)
+        _closing_on_error(session, self._sock.sendall, reply)
+        return session
+
+    def _list(self, data: bytes) -> None:
+        if data:
+            self._reply(p.OPT_LIST, p.REP_ERR_INVALID, b"NBD_OPT_LIST takes no data")
+            return
+        for export in self._registry.exports():
+            # Text after the name is a description for humans (nbdinfo --list shows it).
+            name = export.name.encode()
+            text = _utf8(export.description, p.MAX_NAME_LENGTH)
+            self._reply(p.OPT_LIST, p.REP_SERVER, _U32.pack(len(name)) + name + text)
+        self._reply(p.OPT_LIST, p.REP_ACK)
+
+    def _info(self, option: int, data: bytes) -> Session | None:
+        parsed = _parse_info_request(data)
+        if parsed is None:
+            self._reply(option, p.REP_ERR_INVALID, b"malformed NBD_OPT_INFO/GO request")
+            return None
+        raw_name, requests = parsed
+        export = self._resolve(raw_name)
+        if export is None:
+            self._reply(option, p.REP_ERR_UNKNOWN, b"no such export: " + _utf8(raw_name, 256))
+            return None
+        try:
+            session = self._open(export)
+        except Exception as exc:
+            # The client can do nothing about a server-side failure but hear of it.
+            LOG.warning("NBD export %s could not be opened: %s", export.name, exc)
+            self._reply(option, p.REP_ERR_UNKNOWN, _utf8(str(exc), 1024))
+            return None
+        _closing_on_error(session, self._send_info, option, session, requests)
+        if option == p.OPT_INFO:
+            session.device.close()
+            self._reply(option, p.REP_ACK)
+            return None
+        if not self._attach(export):
+            # Removed while we negotiated: the session must not outlive the export.
+            session.device.close()
+            self._reply(option, p.REP_ERR_UNKNOWN, b"export removed: " + _utf8(raw_name, 256))
+            return None
+        _closing_on_error(session, self._reply, option, p.REP_ACK)
+        return session
+
+    def _send_info(self, option: int, session: Session, requests: set[int]) -> None:
+        self._reply(
+            option, p.REP_INFO, p.INFO_EXPORT_DATA.pack(p.INFO_EXPORT, session.size, session.flags)
+        )
+        if p.INFO_NAME in requests:
+            self._reply(option, p.REP_INFO, _U16.pack(p.INFO_NAME) + session.export.name.encode())
+        if p.INFO_DESCRIPTION in requests and session.export.description:
+            text = _utf8(session.export.description, p.MAX_NAME_LENGTH)
+            self._reply(option, p.REP_INFO, _U16.pack(p.INFO_DESCRIPTION) + text)
+        sizes = self._sizes
+        block = p.INFO_BLOCK_SIZE_DATA.pack(
+            p.INFO_BLOCK_SIZE, sizes.minimum, sizes.preferred, sizes.maximum
+        )
+        self._reply(option, p.REP_INFO, block)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _resolve(self, raw_name: bytes) -> Export | None:
+        try:
+            name = raw_name.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return self._registry.lookup(name)
+
+    def _open(self, export: Export) -> Session:
+        device = export.opener()
+        try:
+            read_only = export.read_only or bool(device.read_only)
+            size = device.size
+            return Session(export, device, size, transmission_flags(device, read_only))
+        except BaseException:
+            device.close()
+            raise
+
+    def _reply(self, option: int, reply_type: int, data: bytes = b"") -> None:
+        self._sock.sendall(p.OPTION_REPLY.pack(p.REPLY_MAGIC, option, reply_type, len(data)) + data)
+
+
+def _closing_on_error(session: Session, send, *args) -> None:
+    """Call ``send``; if it fails, close the session's device before passing the error on."""
+    try:
+        send(*args)
+    except BaseException:
+        session.device.close()
+        raise
+
+
+def _utf8(text: str | bytes, limit: int) -> bytes:
+    """At most ``limit`` bytes of valid UTF-8 (protocol strings must be; cuts drop a partial
+    character, and bytes a client sent that are not UTF-8 are dropped)."""
+    if isinstance(text, str):
+        text = text.encode("utf-8", "replace")
+    return text[:limit].decode("utf-8", "ignore").encode()
+
+
+def _power_of_two(value: int) -> bool:
+    return value > 0 and value & (value - 1) == 0
+
+
+def _parse_info_request(data: bytes) -> tuple[bytes, set[int]] | None:
+    """Split NBD_OPT_INFO/GO data into (export name, requested info types); None if malformed."""
+    if len(data) < 6:
+        return None
+    (name_length,) = _U32.unpack_from(data)
+    if name_length > p.MAX_NAME_LENGTH or 4 + name_length + 2 > len(data):
+        return None
+    name = data[4 : 4 + name_length]
+    (count,) = _U16.unpack_from(data, 4 + name_length)
+    start = 4 + name_length + 2
+    if start + 2 * count != len(data):
+        return None
+    requests = {_U16.unpack_from(data, start + 2 * i)[0] for i in range(count)}
+    return name, requests

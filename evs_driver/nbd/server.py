@@ -1,0 +1,256 @@
+"""The NBD server: listening sockets, one thread per connection, exports changed at run time.
+
+A thread per connection (rather than asyncio) because every request ends in a blocking
+device call; the GIL is released in the socket and file system calls, and a connection's
+requests stay in order without any queue between threads.
+"""
+
+import logging
+import os
+import socket
+import stat
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterable
+
+from evs_driver import exception
+from evs_driver.nbd.exports import Export, ExportRegistry, Opener
+from evs_driver.nbd.handshake import BlockSizes, Handshake
+from evs_driver.nbd.stream import SocketReader
+from evs_driver.nbd.transmission import Transmission
+
+LOG = logging.getLogger(__name__)
+
+
+class NBDServer:
+    """Serves the exports of ``registry`` on the unix and TCP sockets it is told to listen on."""
+
+    def __init__(
+        self,
+        registry: ExportRegistry | None = None,
+        block_sizes: BlockSizes | None = None,
+        handshake_timeout: float = 30.0,
+    ):
+        self.registry = registry if registry is not None else ExportRegistry()
+        self.block_sizes = block_sizes or BlockSizes()
+        self.handshake_timeout = handshake_timeout
+        self._lock = threading.Lock()
+        self._listeners: list[_Listener] = []
+        self._connections: set[_Connection] = set()
+        self._closed = False
+
+    # -- exports -------------------------------------------------------------------------
+    def add_export(
+        self,
+        name: str,
+        opener: Opener,
+        read_only: bool = False,
+        aliases: Iterable[str] = (),
+        description: str = "",
+    ) -> Export:
+        """Offer an export from now on; ``opener()`` gives each connection its device."""
+        return self.registry.add(name, opener, read_only, aliases, description)
+
+    def remove_export(self, name: str, timeout: float | None = 30.0) -> None:
+        """Stop offering an export, end its connections and wait until their devices closed."""
+        _export, connections = self.registry.remove(name)
+        for connection in connections:
+            connection.close()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for connection in connections:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            connection.thread.join(remaining)
+            if connection.thread.is_alive():
+                LOG.warning("NBD connection %s to %s did not end in time", connection.peer, name)
+
+    # -- listening -----------------------------------------------------------------------
+    def listen_unix(self, path: str) -> str:
+        """Listen on a unix socket at ``path`` (a stale socket there is replaced)."""
+        try:
+            if stat.S_ISSOCK(os.lstat(path).st_mode):
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            sock.listen(128)
+        except BaseException:
+            sock.close()
+            raise
+        self._start_listener(_Listener(sock, f"unix:{path}", unix_path=path))
+        return path
+
+    def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        """Listen on TCP (``port`` 0 picks a free one); return the bound (host, port)."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+        except BaseException:
+            sock.close()
+            raise
+        bound = sock.getsockname()[:2]
+        self._start_listener(_Listener(sock, f"tcp:{bound[0]}:{bound[1]}", tcp_address=bound))
+        return bound
+
+    def uri(self, name: str) -> str:
+        """The NBD URI of an export on the first listener (``nbd+unix://`` or ``nbd://``)."""
+        with self._lock:
+            if not self._listeners:
+                raise exception.InvalidOperation(reason="the NBD server is not listening")
+            listener = self._listeners[0]
+        return listener.uri(name)
+
+    # -- lifetime ------------------------------------------------------------------------
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Stop listening, end every connection and wait for their threads."""
+        with self._lock:
+            self._closed = True
+            listeners, self._listeners = self._listeners, []
+            connections = list(self._connections)
+        for listener in listeners:
+            listener.close()
+        for connection in connections:
+            connection.close()
+        for thread in [listener.thread for listener in listeners] + [c.thread for c in connections]:
+            thread.join(timeout)
+
+    def connection_count(self) -> int:
+        """Connections open right now, negotiating or transmitting."""
+        with self._lock:
+            return len(self._connections)
+
+    def __enter__(self) -> "NBDServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------
+    def _start_listener(self, listener: "_Listener") -> None:
+        with self._lock:
+            if self._closed:
+                listener.close()
+                raise exception.InvalidOperation(reason="the NBD server is closed")
+            self._listeners.append(listener)
+        listener.thread = threading.Thread(
+            target=self._accept_loop, args=(listener,), name=f"nbd-accept-{listener.label}"
+        )
+        listener.thread.daemon = True
+        listener.thread.start()
+
+    def _accept_loop(self, listener: "_Listener") -> None:
+        while True:
+            try:
+                sock, peer = listener.sock.accept()
+            except OSError as exc:
+                if listener.closing:
+                    return
+                # Out of descriptors and the like: wait instead of spinning.
+                LOG.warning("NBD accept on %s failed: %s", listener.label, exc)
+                time.sleep(0.1)
+                continue
+            if listener.tcp_address is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection = _Connection(self, sock, peer or listener.label)
+            with self._lock:
+                if self._closed:
+                    sock.close()
+                    return
+                self._connections.add(connection)
+            connection.thread.start()
+
+    def _forget(self, connection: "_Connection") -> None:
+        with self._lock:
+            self._connections.discard(connection)
+
+
+class _Listener:
+    """One listening socket and its accept thread."""
+
+    def __init__(self, sock, label, unix_path=None, tcp_address=None):
+        self.sock = sock
+        self.label = label
+        self.unix_path = unix_path
+        self.tcp_address = tcp_address
+        self.closing = False
+        self.thread: threading.Thread | None = None
+
+    def uri(self, name: str) -> str:
+        quoted = urllib.parse.quote(name, safe="")
+        if self.unix_path is not None:
+            return f"nbd+unix:///{quoted}?socket={urllib.parse.quote(self.unix_path)}"
+        host, port = self.tcp_address
+        host = f"[{host}]" if ":" in host else host
+        return f"nbd://{host}:{port}/{quoted}"
+
+    def close(self) -> None:
+        self.closing = True
+        try:
+            # shutdown() wakes a thread blocked in accept(); close() alone does not.
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        if self.unix_path is not None:
+            try:
+                os.unlink(self.unix_path)
+            except FileNotFoundError:
+                pass
+
+
+class _Connection:
+    """One client: handshake, then transmission, in its own thread."""
+
+    def __init__(self, server: NBDServer, sock: socket.socket, peer):
+        self._server = server
+        self._sock = sock
+        self.peer = peer
+        self._export: Export | None = None
+        self.thread = threading.Thread(target=self._serve, name=f"nbd-conn-{peer}")
+        self.thread.daemon = True
+
+    def close(self) -> None:
+        """End the connection from another thread (its own thread cleans up)."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _attach(self, export: Export) -> bool:
+        self._export = export
+        return self._server.registry.attach(export, self)
+
+    def _serve(self) -> None:
+        server = self._server
+        sock = self._sock
+        try:
+            reader = SocketReader(sock)
+            sock.settimeout(server.handshake_timeout)
+            session = Handshake(
+                sock, reader, server.registry, server.block_sizes, self._attach
+            ).run()
+            if session is None:
+                return
+            sock.settimeout(None)
+            try:
+                Transmission(sock, reader, session, server.block_sizes.maximum).run()
+            finally:
+                session.device.close()
+        except exception.NBDDisconnected as exc:
+            LOG.debug("NBD client %s: %s", self.peer, exc)
+        except exception.NBDProtocolError as exc:
+            LOG.warning("NBD client %s dropped: %s", self.peer, exc)
+        except OSError as exc:
+            LOG.debug("NBD connection %s ended: %s", self.peer, exc)
+        except Exception:
+            LOG.exception("NBD connection %s failed", self.peer)
+        finally:
+            if self._export is not None:
+                server.registry.detach(self._export, self)
+            sock.close()
+            server._forget(self)

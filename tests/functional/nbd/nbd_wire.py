@@ -1,0 +1,143 @@
+"""Test helpers: a hand-made NBD client speaking raw bytes, and a file-backed server setup.
+
+Magic numbers are written out here rather than imported from the server, so a wrong
+constant in the server cannot make its own tests agree with it.
+"""
+
+import os
+import socket
+import struct
+
+NBDMAGIC = b"NBDMAGIC"
+IHAVEOPT = b"IHAVEOPT"
+REPLY_MAGIC = 0x3E889045565A9
+REQUEST_MAGIC = 0x25609513
+SIMPLE_REPLY_MAGIC = 0x67446698
+
+OPT_EXPORT_NAME, OPT_ABORT, OPT_LIST, OPT_INFO, OPT_GO = 1, 2, 3, 6, 7
+REP_ACK, REP_SERVER, REP_INFO = 1, 2, 3
+REP_ERR_UNSUP, REP_ERR_INVALID, REP_ERR_UNKNOWN, REP_ERR_TOO_BIG = (
+    2**31 + 1,
+    2**31 + 3,
+    2**31 + 6,
+    2**31 + 9,
+)
+CMD_READ, CMD_WRITE, CMD_DISC, CMD_FLUSH, CMD_TRIM, CMD_WRITE_ZEROES = 0, 1, 2, 3, 4, 6
+FLAG_FUA, FLAG_NO_HOLE = 1, 2
+EPERM, EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW, ESHUTDOWN = 1, 5, 12, 22, 28, 75, 108
+DISK_SIZE = 16 * 1024 * 1024
+
+
+class Closed(Exception):
+    """The server closed the connection."""
+
+
+class WireClient:
+    """One raw connection to the server under test."""
+
+    def __init__(self, path: str, timeout: float = 10.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def recv_exact(self, length: int) -> bytes:
+        data = b""
+        while len(data) < length:
+            chunk = self.sock.recv(length - len(data))
+            if not chunk:
+                raise Closed(f"closed after {len(data)} of {length} bytes")
+            data += chunk
+        return data
+
+    def is_closed(self) -> bool:
+        """True when the server hung up (waits for it; any data instead is a failure)."""
+        try:
+            data = self.sock.recv(1)
+        except ConnectionResetError:
+            return True
+        if data:
+            raise AssertionError(f"expected the server to hang up, got {data!r}")
+        return True
+
+    # -- handshake -----------------------------------------------------------------------
+    def greeting(self, client_flags: int = 3) -> int:
+        """Read the greeting, send client flags; return the handshake flags."""
+        greeting = self.recv_exact(18)
+        assert greeting[:16] == NBDMAGIC + IHAVEOPT
+        self.sock.sendall(struct.pack(">I", client_flags))
+        return struct.unpack(">H", greeting[16:])[0]
+
+    def option(self, option: int, data: bytes = b"", magic: bytes = IHAVEOPT) -> None:
+        self.sock.sendall(magic + struct.pack(">II", option, len(data)) + data)
+
+    def option_reply(self) -> tuple[int, int, bytes]:
+        magic, option, reply_type, length = struct.unpack(">QIII", self.recv_exact(20))
+        assert magic == REPLY_MAGIC
+        return option, reply_type, self.recv_exact(length)
+
+    def info_request(self, option: int, name: str, infos=(3,)) -> list[tuple[int, bytes]]:
+        """Send NBD_OPT_INFO/GO; return every reply (type, data) up to the final one."""
+        encoded = name.encode()
+        data = struct.pack(">I", len(encoded)) + encoded + struct.pack(">H", len(infos))
+        data += b"".join(struct.pack(">H", i) for i in infos)
+        self.option(option, data)
+        replies = []
+        while True:
+            got_option, reply_type, payload = self.option_reply()
+            assert got_option == option
+            replies.append((reply_type, payload))
+            if reply_type != REP_INFO:
+                return replies
+
+    def go(self, name: str) -> tuple[int, int]:
+        """Negotiate ``name``; return (size, transmission flags)."""
+        self.greeting()
+        replies = self.info_request(OPT_GO, name)
+        assert replies[-1][0] == REP_ACK, replies
+        for reply_type, payload in replies:
+            if reply_type == REP_INFO and payload[:2] == b"\0\0":
+                return struct.unpack(">QH", payload[2:])
+        raise AssertionError(f"no NBD_INFO_EXPORT in {replies}")
+
+    # -- transmission --------------------------------------------------------------------
+    def request(
+        self,
+        command: int,
+        offset: int = 0,
+        length: int = 0,
+        flags: int = 0,
+        cookie: int = 1,
+        payload: bytes = b"",
+        magic: int = REQUEST_MAGIC,
+    ) -> None:
+        header = struct.pack(">IHHQQI", magic, flags, command, cookie, offset, length)
+        self.sock.sendall(header + payload)
+
+    def reply(self) -> tuple[int, int]:
+        """Read a simple reply's header; return (error, cookie)."""
+        magic, error, cookie = struct.unpack(">IIQ", self.recv_exact(16))
+        assert magic == SIMPLE_REPLY_MAGIC
+        return error, cookie
+
+    def read(self, offset: int, length: int, cookie: int = 1) -> bytes:
+        self.request(CMD_READ, offset, length, cookie=cookie)
+        assert self.reply() == (0, cookie)
+        return self.recv_exact(length)
+
+    def write(self, offset: int, data: bytes, flags: int = 0, cookie: int = 1) -> int:
+        """Write; return the error of the reply."""
+        self.request(CMD_WRITE, offset, len(data), flags, cookie, data)
+        error, got = self.reply()
+        assert got == cookie
+        return error
+
+
+def make_disk(directory: str, size: int = DISK_SIZE, name: str = "disk.raw") -> str:
+    """A sparse raw file of ``size`` bytes."""
+    path = os.path.join(directory, name)
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
