@@ -119,9 +119,10 @@ class Backend(abc.ABC):
         """Create a volume holding a copy of ``source_id`` that shares no blocks with it."""
         self.create_volume(volume_id, size)
         try:
-            with self.open_device(source_id, writable=False) as src, self.open_device(
-                volume_id, writable=True
-            ) as dst:
+            with (
+                self.open_device(source_id, writable=False) as src,
+                self.open_device(volume_id, writable=True) as dst,
+            ):
                 copy_device(src, dst, progress)
         except BaseException:
             self.delete_volume(volume_id)

@@ -1,0 +1,305 @@
+"""The ``local`` backend: the Backend contract over the rowstore ``Pool``.
+
+A pool allows one process at a time, so this backend opens it only while something uses
+it (an operation, an open ``DeviceContext``, or ``hold_open`` for a long-running service),
+under a file lock that other processes wait on. Threads of one process share the open
+pool, which is thread-safe. Ids from the catalog are the pool's device names.
+"""
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+
+from evs_driver import exception
+from evs_driver.backends import base
+from evs_driver.conf import backend_option_error
+from evs_driver.conf.local import MAX_CHUNK, MIN_CHUNK
+from evs_driver.locking import FileLock
+from evs_driver.rowstore import Pool
+
+GiB = 1024**3
+
+
+class LocalBackend(base.Backend):
+    """A redirect-on-write pool in a directory on a local file system."""
+
+    storage_protocol = "nbd"
+
+    def __init__(self, conf, backend_name: str):
+        super().__init__(conf, backend_name)
+        self.path: str | None = None
+        self._lock: FileLock | None = None
+        self._guard = threading.Lock()  # guards _pool and _users
+        self._pool: Pool | None = None
+        self._users = 0
+        self._held = False
+
+    # -- lifecycle ------------------------------------------------------------------
+    def setup(self) -> None:
+        """Check the options, create the pool on first use, and make sure it opens."""
+        chunk = self.conf.local_pool_chunk_size
+        if chunk & (chunk - 1):
+            raise self._option_error(
+                "local_pool_chunk_size",
+                f"{chunk} is not a power of two between {MIN_CHUNK} and {MAX_CHUNK}",
+            )
+        capacity = self.conf.local_pool_capacity_gb * GiB
+        state_path = os.path.expanduser(self.conf.state_path)
+        default_path = os.path.join(state_path, "pools", self.backend_name)
+        self.path = os.path.abspath(os.path.expanduser(self.conf.local_pool_path or default_path))
+        option = "local_pool_path" if self.conf.local_pool_path else "state_path"
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        except OSError as exc:
+            raise self._option_error(option, f"cannot create {self.path}: {exc.strerror}") from exc
+        if not os.access(os.path.dirname(self.path), os.W_OK):
+            raise self._option_error(option, f"{os.path.dirname(self.path)} is not writable")
+        self._lock = FileLock(self.path + ".lock", timeout=self.conf.lock_timeout)
+        try:
+            self._lock.acquire()
+            try:
+                if not self._pool_present():
+                    if not self.conf.local_pool_create:
+                        raise self._option_error(
+                            option, f"no pool at {self.path} and local_pool_create is false"
+                        )
+                    Pool.create(self.path, capacity, chunk).close()
+            finally:
+                self._lock.release()
+            with self._open():
+                pass
+        except OSError as exc:
+            raise self._option_error(option, f"cannot use a pool at {self.path}: {exc}") from exc
+
+    def _pool_present(self) -> bool:
+        return os.path.isdir(self.path) and bool(os.listdir(self.path))
+
+    def _option_error(self, name: str, reason: str) -> exception.ConfigError:
+        return backend_option_error(self.conf, name, reason)
+
+    def check_setup(self) -> None:
+        """Fail when setup did not run or the pool no longer opens."""
+        if self._lock is None:
+            raise exception.BackendError(backend=self.backend_name, reason="setup() did not run")
+        with self._open():
+            pass
+
+    def hold_open(self) -> None:
+        """Keep the pool open (and other processes out) until ``close``: for services."""
+        if not self._held:
+            self._enter = contextlib.ExitStack()
+            self._enter.enter_context(self._open())
+            self._held = True
+
+    def close(self) -> None:
+        """Release a pool held open by ``hold_open``."""
+        if self._held:
+            self._held = False
+            self._enter.close()
+
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[Pool]:
+        """The open pool for the block: opened by its first user, closed after its last."""
+        with self._guard:
+            if self._pool is None:
+                self._lock.acquire()
+                try:
+                    self._pool = Pool.open(self.path)
+                except BaseException as exc:
+                    self._lock.release()
+                    if isinstance(exc, exception.InvalidPool):
+                        option = "local_pool_path" if self.conf.local_pool_path else "state_path"
+                        raise self._option_error(option, exc.msg) from exc
+                    raise
+            self._users += 1
+            pool = self._pool
+        try:
+            yield pool
+        finally:
+            with self._guard:
+                self._users -= 1
+                if self._users == 0:
+                    self._pool = None
+                    try:
+                        pool.close()
+                    finally:
+                        self._lock.release()
+
+    # -- volumes and snapshots -----------------------------------------------------------
+    def create_volume(self, volume_id: str, size: int) -> None:
+        """Create an empty thin volume."""
+        with self._open() as pool:
+            pool.create_volume(volume_id, size)
+
+    def delete_volume(self, volume_id: str) -> None:
+        """Delete a volume; missing is fine."""
+        self._delete(volume_id)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Delete a snapshot; missing is fine."""
+        self._delete(snapshot_id)
+
+    def _delete(self, name: str) -> None:
+        with self._open() as pool, contextlib.suppress(exception.NotFound):
+            pool.delete(name)
+
+    def extend_volume(self, volume_id: str, new_size: int) -> None:
+        """Grow a volume."""
+        with self._open() as pool:
+            pool.extend(volume_id, new_size)
+
+    def create_snapshot(self, volume_id: str, snapshot_id: str) -> None:
+        """Share the volume's current root: no data copied."""
+        with self._open() as pool:
+            pool.create_snapshot(volume_id, snapshot_id)
+
+    def create_volume_from_snapshot(self, snapshot_id: str, volume_id: str, size: int) -> None:
+        """A linked clone of the snapshot."""
+        with self._open() as pool:
+            pool.clone(snapshot_id, volume_id, size)
+
+    def clone_volume(self, source_volume_id: str, volume_id: str, size: int) -> None:
+        """A linked clone of the volume's current content."""
+        with self._open() as pool:
+            pool.clone(source_volume_id, volume_id, size)
+
+    def revert_to_snapshot(self, volume_id: str, snapshot_id: str) -> None:
+        """Point the volume at the snapshot's blocks, keeping its size and every snapshot."""
+        with self._open() as pool:
+            pool.revert(volume_id, snapshot_id)
+
+    def full_copy(self, source_id, volume_id, size, progress=None) -> None:
+        """Copy chunk by chunk, skipping zero chunks, so the copy is as thin as the source."""
+        with self._open() as pool:
+            pool.create_volume(volume_id, size)
+            try:
+                _copy_chunks(pool, source_id, volume_id, progress)
+            except BaseException:
+                pool.delete(volume_id)
+                raise
+
+    # -- information ---------------------------------------------------------------------
+    def exists(self, device_id: str) -> bool:
+        """True when the pool has a device with this id."""
+        with self._open() as pool:
+            return pool.exists(device_id)
+
+    def device_usage(self, device_id: str) -> base.DeviceUsage:
+        """Size, mapped and exclusive bytes of one device."""
+        with self._open() as pool:
+            info = pool.device(device_id)
+            return base.DeviceUsage(
+                size=info.size,
+                mapped_bytes=info.mapped_bytes,
+                exclusive_bytes=pool.exclusive_bytes(device_id),
+            )
+
+    def device_ids(self) -> list[str]:
+        """Names of every device in the pool (for ``pool check``)."""
+        with self._open() as pool:
+            return [info.name for info in pool.devices()]
+
+    def pool_stats(self) -> base.PoolStats:
+        """The pool's capacity figures."""
+        with self._open() as pool:
+            usage = pool.usage()
+        return base.PoolStats(
+            total_bytes=usage.total_bytes,
+            free_bytes=usage.free_bytes,
+            provisioned_bytes=usage.provisioned_bytes,
+            volume_count=usage.volumes,
+            snapshot_count=usage.snapshots,
+            metadata_bytes=usage.metadata_bytes,
+        )
+
+    def check(self) -> base.CheckReport:
+        """The engine's reference-count check."""
+        with self._open() as pool:
+            return pool.check()
+
+    def collect(self) -> None:
+        """Free deleted devices' space now."""
+        with self._open() as pool:
+            pool.collect()
+
+    # -- data path -----------------------------------------------------------------------
+    def open_device(self, device_id: str, writable: bool) -> base.DeviceContext:
+        """A block device over one pool device; the pool stays open until it closes."""
+        return _PoolDevice(self, device_id, writable)
+
+    def connection_properties(self, device_id: str) -> dict:
+        """Where the pool lives and which device to serve."""
+        return {"pool_path": self.path, "device": device_id}
+
+
+def _copy_chunks(pool: Pool, source: str, target: str, progress) -> None:
+    """Copy ``source`` onto ``target`` in whole chunks, writing only chunks holding data."""
+    total = pool.device(source).size
+    step = max(pool.chunk_size, base.COPY_BLOCK // pool.chunk_size * pool.chunk_size)
+    buf = bytearray(step)
+    zero = bytes(pool.chunk_size)
+    done = 0
+    while done < total:
+        view = memoryview(buf)[: min(step, total - done)]
+        pool.readinto(source, done, view)
+        for start in range(0, len(view), pool.chunk_size):
+            piece = view[start : start + pool.chunk_size]
+            if piece != zero[: len(piece)]:
+                pool.write(target, done + start, piece)
+        done += len(view)
+        if progress:
+            progress(done, total)
+    pool.flush()
+
+
+class _PoolDevice(base.DeviceContext):
+    """One pool device as a ``BlockDevice``."""
+
+    def __init__(self, backend: LocalBackend, name: str, writable: bool):
+        self._stack = contextlib.ExitStack()
+        self._pool = self._stack.enter_context(backend._open())
+        self._name = name
+        try:
+            info = self._pool.device(name)
+        except BaseException:
+            self._stack.close()
+            raise
+        self._size = info.size
+        self._read_only = not writable or info.kind == "snapshot"
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    def readinto(self, offset: int, buf) -> None:
+        self._pool.readinto(self._name, offset, buf)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._pool.read(self._name, offset, length)
+
+    def _writable(self) -> None:
+        if self._read_only:
+            raise exception.ReadOnlyDevice(name=self._name)
+
+    def write(self, offset: int, data, fua: bool = False) -> None:
+        self._writable()
+        self._pool.write(self._name, offset, data, fua=fua)
+
+    def discard(self, offset: int, length: int) -> None:
+        self._writable()
+        self._pool.discard(self._name, offset, length)
+
+    def write_zeroes(self, offset: int, length: int) -> None:
+        # Discarded ranges read as zeros in this engine, and free their space.
+        self.discard(offset, length)
+
+    def flush(self) -> None:
+        self._pool.flush()
+
+    def close(self) -> None:
+        self._stack.close()

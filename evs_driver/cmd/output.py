@@ -1,0 +1,65 @@
+"""Printing results as tables or JSON, and a progress bar for long copies."""
+
+import json
+import sys
+import time
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """An ASCII table with a header row."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def fmt(cells):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    return "\n".join([line, fmt(header), line, *(fmt(r) for r in rows), line])
+
+
+def show(record: dict, fmt: str) -> str:
+    """One record: a Field/Value table, or a JSON object."""
+    if fmt == "json":
+        return json.dumps(record, indent=2, sort_keys=True)
+    return table([[key, _cell(value)] for key, value in record.items()], ["Field", "Value"])
+
+
+def listing(records: list[dict], columns: list[str], fmt: str) -> str:
+    """Many records: a table of ``columns``, or a JSON list of whole records."""
+    if fmt == "json":
+        return json.dumps(records, indent=2, sort_keys=True)
+    return table([[_cell(r.get(c)) for c in columns] for r in records], columns)
+
+
+class ProgressBar:
+    """A one-line bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, label: str, stream=None):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if done < total and now - self._last < 0.1:
+            return
+        self._last = now
+        fraction = done / total if total else 1.0
+        filled = int(fraction * 30)
+        self.stream.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} "
+            f"{done // 2**20}/{total // 2**20} MiB"
+        )
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()

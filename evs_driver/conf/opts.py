@@ -1,0 +1,26 @@
+"""Every option evs_driver registers, listed for ``oslo-config-generator``."""
+
+import importlib
+
+from evs_driver.conf.backend import BACKEND_DEFAULTS_GROUP, BACKEND_OPTS
+from evs_driver.conf.common import DEFAULT_OPTS
+from evs_driver.conf.local import LOCAL_OPTS
+
+
+def backend_opts() -> list:
+    """Options a backend group may set: shared, local pool, and LVM ones when present."""
+    opts = BACKEND_OPTS + LOCAL_OPTS
+    try:
+        lvm = importlib.import_module("evs_driver.conf.lvm_opts")
+    except ModuleNotFoundError as exc:
+        # The LVM backend is optional; only its own absence is tolerated.
+        if exc.name != "evs_driver.conf.lvm_opts":
+            raise
+    else:
+        opts = opts + list(lvm.LVM_OPTS)
+    return opts
+
+
+def list_opts() -> list[tuple[str, list]]:
+    """(group, options) pairs; ``[backend_defaults]`` documents every backend group's options."""
+    return [("DEFAULT", list(DEFAULT_OPTS)), (BACKEND_DEFAULTS_GROUP, backend_opts())]

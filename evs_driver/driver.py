@@ -1,0 +1,215 @@
+"""``EVSDriver``: Cinder's volume driver contract over any ``evs_driver`` backend.
+
+Method names, arguments and return values follow Cinder's ``VolumeDriver`` so a thin
+adapter can run this class inside Cinder; nothing here imports Cinder. Volumes and
+snapshots are Cinder-like objects (``id``, ``size`` in GiB, ``volume_id``,
+``volume_size``); the backend is reached only through ``evs_driver.backends.base.Backend``.
+"""
+
+from oslo_log import log as logging
+from stevedore import driver as stevedore_driver
+from stevedore.exception import NoMatches
+
+from evs_driver import exception
+from evs_driver.backends import base
+from evs_driver.conf import backend_option_error
+from evs_driver.conf.opts import backend_opts
+from evs_driver.exporter import Exporter, NoServiceExporter
+
+LOG = logging.getLogger(__name__)
+GiB = 1024**3
+BACKEND_NAMESPACE = "evs_driver.backends"
+
+
+def _gib(value: int) -> float:
+    return round(value / GiB, 2)
+
+
+class EVSDriver:
+    """Volumes and redirect-on-write snapshots on one backend group."""
+
+    VERSION = "0.1.0"
+    VENDOR = "evs_driver"
+
+    def __init__(self, *args, configuration=None, exporter: Exporter | None = None, **kwargs):
+        if configuration is None:
+            raise exception.ConfigError(reason="EVSDriver needs its backend's configuration")
+        self.configuration = configuration
+        if hasattr(configuration, "append_config_values"):
+            configuration.append_config_values(backend_opts())
+        self.exporter = exporter or NoServiceExporter()
+        self.backend: base.Backend | None = None
+        self._stats: dict = {}
+
+    @property
+    def backend_name(self) -> str:
+        return getattr(self.configuration, "config_group", None) or "DEFAULT"
+
+    # -- lifecycle ------------------------------------------------------------------
+    def do_setup(self, context) -> None:
+        """Load the configured backend through its entry point and set it up."""
+        name = self.configuration.volume_backend
+        try:
+            manager = stevedore_driver.DriverManager(
+                BACKEND_NAMESPACE,
+                name,
+                invoke_on_load=True,
+                invoke_args=(self.configuration, self.backend_name),
+            )
+        except NoMatches as exc:
+            raise backend_option_error(
+                self.configuration,
+                "volume_backend",
+                f"no backend {name!r} in the {BACKEND_NAMESPACE} entry points",
+            ) from exc
+        self.backend = manager.driver
+        self.backend.setup()
+        LOG.debug("Backend %s (%s) is set up", self.backend_name, name)
+
+    def check_for_setup_error(self) -> None:
+        """Raise when the backend cannot serve requests."""
+        if self.backend is None:
+            raise exception.BackendError(backend=self.backend_name, reason="do_setup() did not run")
+        self.backend.check_setup()
+
+    def close(self) -> None:
+        """Release the backend."""
+        if self.backend is not None:
+            self.backend.close()
+
+    @staticmethod
+    def get_driver_options() -> list:
+        """The options a backend group of this driver may set."""
+        return backend_opts()
+
+    # -- volumes --------------------------------------------------------------------
+    def _location(self, device_id: str) -> dict:
+        kind = self.configuration.volume_backend
+        return {"provider_location": f"{kind}://{self.backend_name}/{device_id}"}
+
+    def create_volume(self, volume) -> dict:
+        """Create an empty thin volume of ``volume.size`` GiB."""
+        self.backend.create_volume(volume.id, volume.size * GiB)
+        return self._location(volume.id)
+
+    def delete_volume(self, volume) -> None:
+        """Delete the volume; one already gone is not an error."""
+        self.backend.delete_volume(volume.id)
+
+    def extend_volume(self, volume, new_size: int) -> None:
+        """Grow the volume to ``new_size`` GiB; its snapshots keep their sizes."""
+        self.backend.extend_volume(volume.id, new_size * GiB)
+
+    def create_volume_from_snapshot(self, volume, snapshot) -> dict:
+        """A linked clone: shares the snapshot's blocks, zeros past the snapshot's size."""
+        self.backend.create_volume_from_snapshot(snapshot.id, volume.id, volume.size * GiB)
+        return self._location(volume.id)
+
+    def create_cloned_volume(self, volume, src_vref) -> dict:
+        """A linked clone of ``src_vref``'s current content."""
+        self.backend.clone_volume(src_vref.id, volume.id, volume.size * GiB)
+        return self._location(volume.id)
+
+    def create_full_clone(self, volume, source, progress=None) -> dict:
+        """A copy of a snapshot or volume that shares no blocks; ``progress(done, total)``."""
+        self.backend.full_copy(source.id, volume.id, volume.size * GiB, progress)
+        return self._location(volume.id)
+
+    # -- snapshots ------------------------------------------------------------------
+    def create_snapshot(self, snapshot) -> dict:
+        """Record the volume's current blocks; no data is copied."""
+        self.backend.create_snapshot(snapshot.volume_id, snapshot.id)
+        return self._location(snapshot.id)
+
+    def delete_snapshot(self, snapshot) -> None:
+        """Delete the snapshot; one already gone is not an error."""
+        self.backend.delete_snapshot(snapshot.id)
+
+    def revert_to_snapshot(self, context, volume, snapshot) -> None:
+        """Make the volume read as the snapshot; keeps its size and every snapshot."""
+        self.backend.revert_to_snapshot(volume.id, snapshot.id)
+
+    # -- exports and connections -------------------------------------------------------
+    def create_export(self, context, volume, connector) -> None:
+        """Nothing to prepare: the export is made when a host connects."""
+
+    def ensure_export(self, context, volume) -> None:
+        """Nothing persistent to restore: connections are made on demand."""
+
+    def remove_export(self, context, volume) -> None:
+        """Stop serving the volume."""
+        self.exporter.unexport(volume.id)
+
+    def initialize_connection(self, volume, connector) -> dict:
+        """Connection info: a local device path when the backend has one, else an NBD export."""
+        properties = dict(self.backend.connection_properties(volume.id))
+        if "device_path" in properties:
+            return {"driver_volume_type": "local", "data": properties}
+        properties.update(self.exporter.export(self.backend, volume.id, read_only=False))
+        return {"driver_volume_type": "nbd", "data": properties}
+
+    def terminate_connection(self, volume, connector, **kwargs) -> None:
+        """Stop serving the volume to ``connector``."""
+        self.exporter.unexport(volume.id)
+
+    def update_provider_info(self, volumes, snapshots) -> tuple[list, list]:
+        """Nothing to update: provider locations are derived from ids."""
+        return [], []
+
+    # -- information ------------------------------------------------------------------
+    def get_volume_stats(self, refresh: bool = False) -> dict:
+        """Cinder's pool statistics; cached until ``refresh``."""
+        if refresh or not self._stats:
+            self._stats = self._update_stats()
+        return self._stats
+
+    def _update_stats(self) -> dict:
+        stats = self.backend.pool_stats()
+        conf = self.configuration
+        return {
+            "volume_backend_name": conf.volume_backend_name or self.backend_name,
+            "vendor_name": self.VENDOR,
+            "driver_version": self.VERSION,
+            "storage_protocol": self.backend.storage_protocol,
+            "total_capacity_gb": _gib(stats.total_bytes),
+            "free_capacity_gb": _gib(stats.free_bytes),
+            "provisioned_capacity_gb": _gib(stats.provisioned_bytes),
+            "max_over_subscription_ratio": conf.max_over_subscription_ratio,
+            "reserved_percentage": conf.reserved_percentage,
+            "thin_provisioning_support": True,
+            "thick_provisioning_support": False,
+            "multiattach": False,
+            "online_extend_support": False,
+            "total_volumes": stats.volume_count,
+        }
+
+    def describe(self) -> dict:
+        """Which backend kind serves this group and where its pool lives, for operators."""
+        return {
+            "volume_backend": self.configuration.volume_backend,
+            "location": getattr(self.backend, "path", None),
+        }
+
+    def pool_stats(self) -> base.PoolStats:
+        """The backend's raw capacity figures and device counts."""
+        return self.backend.pool_stats()
+
+    def device_usage(self, ref) -> base.DeviceUsage:
+        """Size, mapped and exclusive bytes of a volume or snapshot."""
+        return self.backend.device_usage(ref.id)
+
+    def device_exists(self, ref) -> bool:
+        """True when the backend holds this volume or snapshot."""
+        return self.backend.exists(ref.id)
+
+    def open_device(self, ref, writable: bool) -> base.DeviceContext:
+        """The data of a volume or snapshot as a block device (import, export)."""
+        return self.backend.open_device(ref.id, writable)
+
+    def collect(self) -> None:
+        """Reclaim deleted devices' space now."""
+        self.backend.collect()
+
+    def check(self) -> base.CheckReport:
+        """The backend's consistency check."""
+        return self.backend.check()

@@ -1,0 +1,87 @@
+"""Running the real ``evs`` command in a subprocess against a state directory."""
+
+import json
+import os
+import subprocess
+import sys
+
+from oslo_config import cfg
+
+from evs_driver.conf import register_opts
+from evs_driver.manager import VolumeManager
+
+TIMEOUT = 120  # a hung command fails the test instead of blocking the run
+
+
+def env_for(state_path, **extra) -> dict:
+    """The environment of one ``evs`` run: its own state path and an empty HOME."""
+    env = dict(os.environ)
+    env.pop("EVS_FAULT_INJECT", None)
+    env["EVS_STATE_PATH"] = str(state_path)
+    env["HOME"] = str(state_path) + ".home"  # no ~/.evs_driver config files from the host
+    env.update(extra)
+    return env
+
+
+def evs_cmd(*args) -> list[str]:
+    """The command line of one ``evs`` run."""
+    return [sys.executable, "-m", "evs_driver.cmd.evs", *map(str, args)]
+
+
+def evs(state_path, *args, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``evs`` to completion."""
+    return subprocess.run(
+        evs_cmd(*args),
+        env=env or env_for(state_path),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
+def evs_json(state_path, *args):
+    """Run ``evs ... -f json`` that must succeed; return the parsed output."""
+    result = evs(state_path, *args, "-f", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def one_line_error(result: subprocess.CompletedProcess, code: int = 1) -> str:
+    """Assert a failure with the given status and a single stderr line; return that line."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def manager(state_path, **overrides) -> VolumeManager:
+    """An in-process manager on the same state path as the commands (for setup and checks)."""
+    conf = cfg.ConfigOpts()
+    register_opts(conf)
+    conf([], project="evs_driver", default_config_files=[])
+    conf.set_override("state_path", str(state_path))
+    for name, value in overrides.items():
+        conf.set_override(name, value)
+    return VolumeManager(conf)
+
+
+def snapshot_state(state_path, m: VolumeManager | None = None) -> tuple:
+    """Catalog rows and pool usage: what a failed command must leave unchanged."""
+    own = m is None
+    m = m or manager(state_path)
+    try:
+        vols = [(v.id, v.display_name, v.size, v.status) for v in m.list_volumes()]
+        snaps = [(s.id, s.display_name, s.volume_size, s.status) for s in m.list_snapshots()]
+        with m.lock("local"):
+            stats = m.drivers["local"].pool_stats()
+        return vols, snaps, stats.free_bytes, stats.provisioned_bytes
+    finally:
+        if own:
+            m.close()
+
+
+def hold_status(m: VolumeManager, kind: str, ref: str, status: str) -> None:
+    """Set a status as if ``m`` were running an operation on the record right now."""
+    with m.catalog.transaction() as txn:
+        record = m._find(txn, kind, ref)
+        txn.update(record, status=status, task={"op": "test", "owner": m.owner.token})
