@@ -1,0 +1,278 @@
+"""Run ``EVSDriver`` inside OpenStack Cinder (``pip install 'evs_driver[cinder]'``).
+
+Operators set ``volume_driver = evs_driver.cinder.EVSCinderDriver`` in a backend section of
+cinder.conf. This is the only module that imports Cinder. It hands Cinder's volume and
+snapshot objects to ``EVSDriver`` unchanged (they have the attributes the core reads), turns
+``EVSError`` into Cinder's exceptions so the manager sets the right statuses, and reports
+statistics in the form Cinder's scheduler expects.
+"""
+
+import contextlib
+import functools
+
+try:
+    from cinder import exception as cinder_exception
+    from cinder import interface
+    from cinder.image import image_utils
+    from cinder.volume import driver as cinder_driver
+    from cinder.volume import volume_utils
+except ImportError as exc:
+    raise ImportError(
+        f"evs_driver.cinder runs inside OpenStack Cinder, which cannot be imported ({exc}); "
+        "install it with: pip install 'evs_driver[cinder]'"
+    ) from exc
+from oslo_config import cfg
+
+from evs_driver import dataio, exception
+from evs_driver.conf.common import DEFAULT_OPTS
+from evs_driver.conf.opts import backend_opts
+from evs_driver.driver import EVSDriver
+
+# evs_driver's [DEFAULT] options that a backend reads. Under Cinder, ``lock_timeout`` is set
+# per backend section; ``state_path`` is Cinder's own [DEFAULT] option of that name.
+PER_BACKEND_OPTS = [opt for opt in DEFAULT_OPTS if opt.name == "lock_timeout"]
+FROM_CINDER_DEFAULT = ("state_path",)
+
+# Statistics that describe one pool; Cinder's scheduler reads them from ``pools``.
+POOL_KEYS = (
+    "total_capacity_gb",
+    "free_capacity_gb",
+    "provisioned_capacity_gb",
+    "max_over_subscription_ratio",
+    "reserved_percentage",
+    "thin_provisioning_support",
+    "thick_provisioning_support",
+    "multiattach",
+    "online_extend_support",
+    "total_volumes",
+)
+
+
+class CinderBackendConf:
+    """Cinder's ``Configuration`` of a backend section, as ``EVSDriver`` reads options."""
+
+    def __init__(self, configuration):
+        self._configuration = configuration
+        configuration.append_config_values(PER_BACKEND_OPTS)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return getattr(self._configuration, name)
+        except cfg.NoSuchOptError:
+            if name in FROM_CINDER_DEFAULT:
+                return getattr(cfg.CONF, name)
+            raise
+
+
+@contextlib.contextmanager
+def _cinder_errors(action: str, resource, fallback_guard: bool = False):
+    """Re-raise ``EVSError`` as Cinder's ``VolumeBackendAPIException`` naming the action.
+
+    With ``fallback_guard``, ``NotImplementedError`` and ``AttributeError`` are converted too:
+    Cinder's manager reads those two from ``revert_to_snapshot`` as "the driver has no
+    revert" and silently runs its generic full copy instead, hiding our failure.
+    """
+    catch: tuple[type[BaseException], ...] = (exception.EVSError,)
+    if fallback_guard:
+        catch += (NotImplementedError, AttributeError)
+    try:
+        yield
+    except catch as exc:
+        name = getattr(resource, "id", resource)
+        raise cinder_exception.VolumeBackendAPIException(
+            data=f"evs_driver: {action} failed for {name}: {exc}"
+        ) from exc
+
+
+def _translated(action: str):
+    """Run a method whose first argument is its volume or snapshot under ``_cinder_errors``."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, resource, *args, **kwargs):
+            with _cinder_errors(action, resource):
+                return method(self, resource, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+@interface.volumedriver
+class EVSCinderDriver(cinder_driver.VolumeDriver):
+    """Cinder volume driver with redirect-on-write snapshots, backed by ``EVSDriver``."""
+
+    VERSION = EVSDriver.VERSION
+    # A pool lives on one host's disks (a local directory or an LVM volume group), so a
+    # cluster of cinder-volume services on several hosts cannot share it.
+    SUPPORTS_ACTIVE_ACTIVE = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.evs = EVSDriver(configuration=CinderBackendConf(self.configuration), host=self.host)
+
+    @staticmethod
+    def get_driver_options():
+        """The options a cinder.conf backend section may set for this driver."""
+        return backend_opts() + PER_BACKEND_OPTS
+
+    # -- setup -------------------------------------------------------------------------
+    def do_setup(self, context):
+        """Load the configured backend and open (or create) its pool."""
+        try:
+            self.evs.do_setup(context)
+        except exception.ConfigError as exc:
+            raise cinder_exception.VolumeDriverException(message=exc.msg) from exc
+        except exception.EVSError as exc:
+            raise cinder_exception.VolumeBackendAPIException(
+                data=f"evs_driver: setup failed for {self._group}: {exc}"
+            ) from exc
+
+    def check_for_setup_error(self):
+        """Raise when the backend cannot serve requests."""
+        with _cinder_errors("setup check", self._group):
+            self.evs.check_for_setup_error()
+        # Cinder's option takes "0.5" too; refuse it at start, not at the first report.
+        self._over_subscription_ratio()
+
+    def _over_subscription_ratio(self):
+        return volume_utils.get_max_over_subscription_ratio(
+            self.configuration.max_over_subscription_ratio, supports_auto=True
+        )
+
+    @property
+    def _group(self) -> str:
+        return self.configuration.config_group or "DEFAULT"
+
+    # -- statistics --------------------------------------------------------------------
+    def get_volume_stats(self, refresh=False):
+        """Backend statistics with one pool, in the form Cinder's scheduler filters on."""
+        if refresh or not self._stats:
+            with _cinder_errors("reporting statistics", self._group):
+                stats = dict(self.evs.get_volume_stats(refresh=True))
+            # Cinder's option is a string ("20.0" or "auto"); the scheduler takes a number,
+            # or "auto", which it then computes from the pool's use.
+            stats["max_over_subscription_ratio"] = self._over_subscription_ratio()
+            pool = {key: stats.pop(key) for key in POOL_KEYS if key in stats}
+            pool["pool_name"] = stats["volume_backend_name"]
+            stats["pools"] = [pool]
+            self._stats = stats
+        return self._stats
+
+    # -- volumes and snapshots -----------------------------------------------------------
+    @_translated("create volume")
+    def create_volume(self, volume):
+        """Create an empty thin volume."""
+        return self.evs.create_volume(volume)
+
+    @_translated("delete volume")
+    def delete_volume(self, volume):
+        """Delete a volume; one already gone is not an error."""
+        return self.evs.delete_volume(volume)
+
+    @_translated("extend volume")
+    def extend_volume(self, volume, new_size):
+        """Grow a volume to ``new_size`` GiB; its snapshots keep their sizes."""
+        return self.evs.extend_volume(volume, new_size)
+
+    @_translated("create snapshot")
+    def create_snapshot(self, snapshot):
+        """Take a snapshot without copying data."""
+        return self.evs.create_snapshot(snapshot)
+
+    @_translated("delete snapshot")
+    def delete_snapshot(self, snapshot):
+        """Delete a snapshot; one already gone is not an error."""
+        return self.evs.delete_snapshot(snapshot)
+
+    @_translated("create volume from snapshot")
+    def create_volume_from_snapshot(self, volume, snapshot):
+        """Create a volume sharing the snapshot's blocks, at the volume's (maybe larger) size."""
+        return self.evs.create_volume_from_snapshot(volume, snapshot)
+
+    @_translated("clone volume")
+    def create_cloned_volume(self, volume, src_vref):
+        """Create a volume sharing the source volume's current blocks."""
+        return self.evs.create_cloned_volume(volume, src_vref)
+
+    def revert_to_snapshot(self, context, volume, snapshot):
+        """Revert in place to any snapshot of the volume, keeping every snapshot and its size."""
+        with _cinder_errors("revert to snapshot", volume, fallback_guard=True):
+            return self.evs.revert_to_snapshot(context, volume, snapshot)
+
+    # -- images ----------------------------------------------------------------------------
+    # Cinder's generic image copy attaches the volume through os-brick, which has no NBD
+    # connector; we go through a raw scratch file in ``image_conversion_dir`` instead. The
+    # files are ours, so qemu-img runs without the root helper.
+    def copy_image_to_volume(self, context, volume, image_service, image_id, disable_sparse=False):
+        """Write an image (any format qemu-img reads) into the volume; zeros stay unmapped."""
+        with image_utils.temporary_file(prefix=f"evs-image-{volume.id}-") as raw:
+            image_utils.fetch_to_raw(
+                context,
+                image_service,
+                image_id,
+                raw,
+                self.configuration.volume_dd_blocksize,
+                size=volume.size,
+                run_as_root=False,
+                disable_sparse=disable_sparse,
+            )
+            with (
+                _cinder_errors("copy image to volume", volume),
+                self.evs.open_device(volume, writable=True) as device,
+            ):
+                dataio.import_file(raw, device)
+
+    def copy_volume_to_image(self, context, volume, image_service, image_meta):
+        """Upload the volume as an image in ``image_meta``'s disk format."""
+        with image_utils.temporary_file(prefix=f"evs-upload-{volume.id}-") as raw:
+            with (
+                _cinder_errors("copy volume to image", volume),
+                self.evs.open_device(volume, writable=False) as device,
+            ):
+                dataio.export_file(device, raw)
+            volume_utils.upload_volume(
+                context, image_service, image_meta, raw, volume, run_as_root=False
+            )
+
+    def copy_image_to_encrypted_volume(
+        self, context, volume, image_service, image_id, disable_sparse=False
+    ):
+        """Refuse: writing through Cinder's encryptor needs an os-brick attachment."""
+        raise cinder_exception.VolumeDriverException(
+            message=f"evs_driver cannot write an image into encrypted volume {volume.id}: "
+            "encrypted volumes from images are not supported"
+        )
+
+    # -- export and attach ---------------------------------------------------------------
+    def create_export(self, context, volume, connector):
+        """Prepare the volume to be attached."""
+        with _cinder_errors("create export", volume):
+            return self.evs.create_export(context, volume, connector)
+
+    def ensure_export(self, context, volume):
+        """Recreate an export after a restart."""
+        with _cinder_errors("ensure export", volume):
+            return self.evs.ensure_export(context, volume)
+
+    def remove_export(self, context, volume):
+        """Stop exporting the volume."""
+        with _cinder_errors("remove export", volume):
+            return self.evs.remove_export(context, volume)
+
+    def initialize_connection(self, volume, connector, initiator_data=None):
+        """Connection information for a host."""
+        with _cinder_errors("initialize connection", volume):
+            return self.evs.initialize_connection(volume, connector)
+
+    def terminate_connection(self, volume, connector, **kwargs):
+        """Forget a host's connection (the manager adds ``force=``)."""
+        with _cinder_errors("terminate connection", volume):
+            return self.evs.terminate_connection(volume, connector, **kwargs)
+
+    def update_provider_info(self, volumes, snapshots):
+        """Provider updates for Cinder's database at start: none, ids are our names."""
+        with _cinder_errors("update provider info", self._group):
+            return self.evs.update_provider_info(volumes, snapshots)
