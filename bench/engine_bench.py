@@ -134,11 +134,20 @@ def bench_reads_with_snapshots(root: str, size: int, snapshots: int, count: int,
         _fill(pool, "v", size)
         offsets = [rng.randrange(size // 4096) * 4096 for _ in range(count)]
         buf = bytearray(4096)
-        none = _timed(lambda: [pool.readinto("v", o, buf) for o in offsets])
+
+        def median_pass() -> float:
+            """One untimed warm-up pass, then the median of three timed ones."""
+            pool.flush()
+            passes = [
+                _timed(lambda: [pool.readinto("v", o, buf) for o in offsets]) for _ in range(4)
+            ]
+            return statistics.median(passes[1:])
+
+        none = median_pass()
         for n in range(snapshots):
             pool.write("v", rng.randrange(size // 4096) * 4096, b"y" * 4096)
             pool.create_snapshot("v", f"s{n}")
-        many = _timed(lambda: [pool.readinto("v", o, buf) for o in offsets])
+        many = median_pass()
     iops = lambda t: f"{count / t:,.0f} IOPS"  # noqa: E731
     rows.append(
         (
