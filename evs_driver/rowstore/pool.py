@@ -13,7 +13,6 @@ above it say that nothing else can see it; control operations commit before retu
 """
 
 import contextlib
-import dataclasses
 import logging
 import os
 import threading
@@ -23,118 +22,29 @@ from evs_driver import exception
 from evs_driver.backends.base import CheckReport
 from evs_driver.rowstore import checker, collector
 from evs_driver.rowstore.chunkstore import ChunkStore
+from evs_driver.rowstore.devices import (
+    DEFAULT_CHUNK_SIZE,
+    MAX_CHUNKS,
+    SNAPSHOT,
+    VOLUME,
+    Device,
+    DeviceInfo,
+    PoolUsage,
+    validate_chunk_size,
+    validate_name,
+    validate_size,
+)
 from evs_driver.rowstore.lockfile import PoolLock
 from evs_driver.rowstore.metastore import Change, MetaStore
 from evs_driver.rowstore.nodes import DEFAULT_BITS, NodeStore, height_for
-from evs_driver.rowstore.rwlock import RWLock
 from evs_driver.rowstore.spacemap import SpaceMap
 from evs_driver.rowstore.tree import find_leaf, grow, lookup_run, prune, writable_path
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_SIZE = 64 * 1024
-MIN_CHUNK_SIZE = 4 * 1024
-MAX_CHUNK_SIZE = 16 * 1024 * 1024
-MAX_DEVICE_SIZE = 1 << 60
-MAX_CHUNKS = (1 << 32) - 2  # chunk numbers are stored plus one in uint32 leaf entries
-MAX_NAME_BYTES = 255
-VOLUME, SNAPSHOT = "volume", "snapshot"
-
 DATA_FILE = "data"
 META_FILE = "metadata.sqlite"
 LOCK_FILE = "lock"
-
-
-@dataclasses.dataclass(frozen=True)
-class DeviceInfo:
-    """What a caller may know of a volume or snapshot."""
-
-    name: str
-    kind: str
-    size: int
-    origin: str | None
-    mapped_bytes: int
-    created_at: float
-
-
-@dataclasses.dataclass(frozen=True)
-class PoolUsage:
-    """Pool-wide space, in bytes."""
-
-    total_bytes: int
-    used_bytes: int
-    free_bytes: int
-    metadata_bytes: int
-    provisioned_bytes: int
-    volumes: int
-    snapshots: int
-    chunk_size: int
-
-
-class _Device:
-    __slots__ = (
-        "id",
-        "name",
-        "kind",
-        "size",
-        "root",
-        "origin",
-        "mapped",
-        "created_at",
-        "lock",
-        "deleted",
-    )
-
-    def __init__(self, id, name, kind, size, root, origin, mapped, created_at):
-        self.id, self.name, self.kind, self.size = id, name, kind, size
-        self.root, self.origin, self.mapped, self.created_at = root, origin, mapped, created_at
-        self.lock = RWLock()
-        self.deleted = False
-
-    def row(self) -> tuple:
-        return (
-            self.id,
-            self.name,
-            self.kind,
-            self.size,
-            self.root,
-            self.origin,
-            self.mapped,
-            self.created_at,
-        )
-
-
-def _validate_chunk_size(chunk_size) -> None:
-    if (
-        not isinstance(chunk_size, int)
-        or isinstance(chunk_size, bool)
-        or chunk_size < MIN_CHUNK_SIZE
-        or chunk_size > MAX_CHUNK_SIZE
-        or chunk_size & (chunk_size - 1)
-    ):
-        raise exception.InvalidInput(
-            reason=f"chunk size {chunk_size!r} must be a power of two from {MIN_CHUNK_SIZE} "
-            f"to {MAX_CHUNK_SIZE} bytes"
-        )
-
-
-def _validate_size(size, what: str = "size") -> None:
-    if not isinstance(size, int) or isinstance(size, bool):
-        raise exception.InvalidSize(
-            reason=f"{what} must be an integer number of bytes, got {size!r}"
-        )
-    if size <= 0 or size > MAX_DEVICE_SIZE:
-        raise exception.InvalidSize(
-            reason=f"{what} {size} must be greater than 0 and at most {MAX_DEVICE_SIZE} bytes"
-        )
-
-
-def _validate_name(name) -> None:
-    if not isinstance(name, str) or not name or len(name.encode()) > MAX_NAME_BYTES:
-        raise exception.InvalidInput(
-            reason=f"device name {name!r} must be a non-empty string of at most "
-            f"{MAX_NAME_BYTES} UTF-8 bytes"
-        )
 
 
 class Pool:
@@ -177,10 +87,10 @@ class Pool:
 
         ``node_bits`` sets the tree's fan-out (2**bits); tests use small ones to get deep trees.
         """
-        _validate_chunk_size(chunk_size)
+        validate_chunk_size(chunk_size)
         if not isinstance(node_bits, int) or not 2 <= node_bits <= 12:
             raise exception.InvalidInput(reason=f"node_bits {node_bits!r} must be from 2 to 12")
-        _validate_size(capacity, "capacity")
+        validate_size(capacity, "capacity")
         chunks = capacity // chunk_size
         if not 1 <= chunks <= MAX_CHUNKS:
             raise exception.InvalidSize(
@@ -241,10 +151,10 @@ class Pool:
         )
         self._bits = int(settings["node_bits"])
         self._nodes = NodeStore(self._meta.node, node_refs, self._data, garbage, self._bits)
-        self._devices: dict[str, _Device] = {}
-        self._by_id: dict[int, _Device] = {}
+        self._devices: dict[str, Device] = {}
+        self._by_id: dict[int, Device] = {}
         for row in self._meta.devices():
-            self._register(_Device(*row))
+            self._register(Device(*row))
         self._dirty_devices: set[int] = set()
         self._deleted_devices: set[int] = set()
         self._dirty = False
@@ -293,17 +203,17 @@ class Pool:
         self.close()
 
     # -- devices: lookup ------------------------------------------------------------------
-    def _register(self, device: _Device) -> None:
+    def _register(self, device: Device) -> None:
         self._devices[device.name] = device
         self._by_id[device.id] = device
 
-    def _device(self, name: str) -> _Device:
+    def _device(self, name: str) -> Device:
         device = self._devices.get(name)
         if device is None:
             raise exception.NotFound(kind="Device", name=name)
         return device
 
-    def _info(self, device: _Device) -> DeviceInfo:
+    def _info(self, device: Device) -> DeviceInfo:
         origin = self._by_id.get(device.origin) if device.origin else None
         return DeviceInfo(
             device.name,
@@ -333,24 +243,24 @@ class Pool:
 
     def _new_device(
         self, name: str, kind: str, size: int, root: int, origin: int | None, mapped: int
-    ) -> _Device:
+    ) -> Device:
         if name in self._devices:
             raise exception.AlreadyExists(kind="Device", name=name)
-        device = _Device(self._next_device_id, name, kind, size, root, origin, mapped, time.time())
+        device = Device(self._next_device_id, name, kind, size, root, origin, mapped, time.time())
         self._next_device_id += 1
         self._register(device)
         self._touch(device)
         return device
 
-    def _touch(self, device: _Device) -> None:
+    def _touch(self, device: Device) -> None:
         self._dirty_devices.add(device.id)
         self._dirty = True
 
     # -- devices: control operations (each commits before returning) ---------------------------
     def create_volume(self, name: str, size: int) -> DeviceInfo:
         """Create an empty thin volume of ``size`` bytes."""
-        _validate_name(name)
-        _validate_size(size)
+        validate_name(name)
+        validate_size(size)
         with self._lock:
             device = self._new_device(name, VOLUME, size, 0, None, 0)
             self._commit_locked()
@@ -358,7 +268,7 @@ class Pool:
 
     def create_snapshot(self, volume: str, name: str) -> DeviceInfo:
         """Share the volume's current tree under a read-only name: O(1), no data copied."""
-        _validate_name(name)
+        validate_name(name)
         source = self._device(volume)
         if source.kind != VOLUME:
             raise exception.InvalidOperation(reason=f"{volume} is a snapshot; snapshot a volume")
@@ -374,10 +284,10 @@ class Pool:
 
     def clone(self, source: str, name: str, size: int | None = None) -> DeviceInfo:
         """Create a volume sharing every chunk of ``source`` (a snapshot or a volume)."""
-        _validate_name(name)
+        validate_name(name)
         origin = self._device(source)
         size = origin.size if size is None else size
-        _validate_size(size)
+        validate_size(size)
         if size < origin.size:
             raise exception.InvalidSize(
                 reason=f"new volume size {size} is smaller than {source}'s size {origin.size}"
@@ -420,7 +330,7 @@ class Pool:
             self._touch(target)
             self._commit_locked()
 
-    def _ordered(self, first: _Device, second: _Device, writer: _Device):
+    def _ordered(self, first: Device, second: Device, writer: Device):
         """Lock two devices in id order (no deadlock): the writer exclusively, the other shared."""
         stack = contextlib.ExitStack()
         for device in (first, second):
@@ -429,7 +339,7 @@ class Pool:
 
     def extend(self, name: str, size: int) -> None:
         """Grow a volume to ``size`` bytes; new space reads as zeros."""
-        _validate_size(size)
+        validate_size(size)
         device = self._device(name)
         if device.kind != VOLUME:
             raise exception.InvalidOperation(
@@ -463,12 +373,12 @@ class Pool:
             self._dirty = True
             self._commit_locked()
 
-    def _require_alive(self, device: _Device) -> None:
+    def _require_alive(self, device: Device) -> None:
         if device.deleted:
             raise exception.NotFound(kind="Device", name=device.name)
 
     # -- data path ------------------------------------------------------------------------
-    def _check_io(self, device: _Device, offset: int, length: int) -> None:
+    def _check_io(self, device: Device, offset: int, length: int) -> None:
         if not isinstance(offset, int) or not isinstance(length, int) or offset < 0 or length < 0:
             raise exception.InvalidInput(
                 reason=f"offset {offset!r} and length {length!r} must be non-negative integers"
@@ -538,7 +448,7 @@ class Pool:
         if fua:
             self.flush()
 
-    def _write_locked(self, device: _Device, offset: int, view: memoryview) -> None:
+    def _write_locked(self, device: Device, offset: int, view: memoryview) -> None:
         size = self.chunk_size
         length = len(view)
         first = offset // size
@@ -597,7 +507,7 @@ class Pool:
                     device.mapped += 1
             self._touch(device)
 
-    def _exclusive_leaf(self, device: _Device, height: int, vchunk: int):
+    def _exclusive_leaf(self, device: Device, height: int, vchunk: int):
         """The leaf for ``vchunk`` if no node above it is shared, else None."""
         node_id = device.root
         nodes = self._nodes
@@ -665,7 +575,7 @@ class Pool:
                 with self._lock:
                     self._unmap(device, first, end)
 
-    def _zero_partial(self, device: _Device, offset: int, length: int) -> None:
+    def _zero_partial(self, device: Device, offset: int, length: int) -> None:
         size = self.chunk_size
         with self._lock:
             entries = lookup_run(
@@ -674,7 +584,7 @@ class Pool:
         if entries[0]:
             self._write_locked(device, offset, memoryview(bytes(length)))
 
-    def _unmap(self, device: _Device, first: int, end: int) -> None:
+    def _unmap(self, device: Device, first: int, end: int) -> None:
         """Unmap whole chunks [first, end), skipping empty leaves; drop emptied nodes."""
         height = self._height(device.size)
         mask = self._nodes.mask
