@@ -65,6 +65,10 @@ class VolumeManager:
         driver.check_for_setup_error()
         lock_path = os.path.join(self.state_path, "locks", f"{name}.lock")
         self._locks[name] = ProcessLock(lock_path, timeout=self.conf.lock_timeout)
+        # Under the backend's lock: backend work of another running manager is never mistaken
+        # for work a crash interrupted (e.g. an LVM revert's intent record).
+        with self.lock(name):
+            driver.backend.recover()
         LOG.debug("Backend %s started", name)
 
     def close(self) -> None:

@@ -1,0 +1,1 @@
+"""Pieces of the ``lvm_thin`` backend: command execution, report parsing, naming, devices."""
