@@ -65,11 +65,22 @@ class VolumeManager:
         driver.check_for_setup_error()
         lock_path = os.path.join(self.state_path, "locks", f"{name}.lock")
         self._locks[name] = ProcessLock(lock_path, timeout=self.conf.lock_timeout)
-        # Under the backend's lock: backend work of another running manager is never mistaken
-        # for work a crash interrupted (e.g. an LVM revert's intent record).
-        with self.lock(name):
-            driver.backend.recover()
+        self._recover_backend(name, driver, lock_path)
         LOG.debug("Backend %s started", name)
+
+    @staticmethod
+    def _recover_backend(name: str, driver, lock_path: str) -> None:
+        """Let the backend settle work a crash interrupted (e.g. an LVM revert's intent record).
+
+        Only when its lock is free: a held lock means a live manager is working on this
+        backend, and its work in flight must not be taken for a crash's leftovers.
+        """
+        probe = ProcessLock(lock_path, timeout=0)
+        try:
+            with probe.hold():
+                driver.backend.recover()
+        except exception.ConcurrentOperation:
+            LOG.debug("Backend %s is busy in another process; its recovery is left to it", name)
 
     def close(self) -> None:
         """Release every backend and this manager's owner token."""
