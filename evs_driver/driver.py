@@ -141,16 +141,36 @@ class EVSDriver:
         self.exporter.unexport(volume.id)
 
     def initialize_connection(self, volume, connector) -> dict:
-        """Connection info: a local device path when the backend has one, else an NBD export."""
-        properties = dict(self.backend.connection_properties(volume.id))
-        if "device_path" in properties:
-            return {"driver_volume_type": "local", "data": properties}
-        properties.update(self.exporter.export(self.backend, volume.id, read_only=False))
-        return {"driver_volume_type": "nbd", "data": properties}
+        """Connection info: a local device path when the backend has one, else an NBD export.
+
+        ``connector["access_mode"] == "ro"`` asks for a read-only export, and
+        ``connector["nbd_listen"]`` (``{"socket": path}`` or ``{"host": h, "port": n}``)
+        where the service's NBD exporter should serve it.
+        """
+        connector = connector or {}
+        return self._connection(volume.id, connector.get("access_mode") == "ro", connector)
 
     def terminate_connection(self, volume, connector, **kwargs) -> None:
         """Stop serving the volume to ``connector``."""
         self.exporter.unexport(volume.id)
+
+    def initialize_connection_snapshot(self, snapshot, connector, **kwargs) -> dict:
+        """Read-only connection info for a snapshot (Cinder uses it to back snapshots up)."""
+        return self._connection(snapshot.id, True, connector or {})
+
+    def terminate_connection_snapshot(self, snapshot, connector, **kwargs) -> None:
+        """Stop serving the snapshot."""
+        self.exporter.unexport(snapshot.id)
+
+    def _connection(self, device_id: str, read_only: bool, connector: dict) -> dict:
+        properties = dict(self.backend.connection_properties(device_id))
+        if "device_path" in properties:
+            return {"driver_volume_type": "local", "data": properties}
+        listen = connector.get("nbd_listen")
+        extra = {"listen": listen} if listen else {}  # only the service's exporter takes it
+        properties.update(self.exporter.export(self.backend, device_id, read_only, **extra))
+        properties["access_mode"] = "ro" if read_only else "rw"
+        return {"driver_volume_type": "nbd", "data": properties}
 
     def update_provider_info(self, volumes, snapshots) -> tuple[list, list]:
         """Nothing to update: provider locations are derived from ids."""

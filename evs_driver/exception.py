@@ -140,3 +140,13 @@ class NBDProtocolError(EVSError):
 class NBDDisconnected(EVSError):
     message = "NBD client disconnected %(where)s."
     code = errno.ECONNRESET
+
+
+class ServiceUnavailable(EVSError):
+    message = "The evs-volume service at %(path)s is not answering: %(reason)s"
+    code = errno.ECONNREFUSED
+
+
+class ServiceRunning(EVSError):
+    message = "An evs-volume service already runs for %(state_path)s (%(reason)s)."
+    code = errno.EBUSY

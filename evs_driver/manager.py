@@ -40,6 +40,7 @@ class VolumeManager:
             for name in conf.enabled_backends or [EMBEDDED_BACKEND]:
                 self._start_backend(name, exporter)
             recovery.recover(self)
+            self._release_dead_attachments()
         except BaseException:
             self.close()
             raise
@@ -463,7 +464,8 @@ class VolumeManager:
         with self.catalog.transaction() as txn:
             volume = self._find(txn, "volume", ref)
             rules.expect_status("Volume", volume, ("available",), "attaching")
-            txn.update(volume, status="in-use")
+            # The owner lets a later start tell an attachment whose server died.
+            txn.update(volume, status="in-use", task=self._task("attach"))
         with self._failing_to(volume, "available"):
             return self.driver_for(volume).initialize_connection(volume, connector)
 
@@ -474,7 +476,19 @@ class VolumeManager:
             rules.expect_status("Volume", volume, ("in-use",), "detaching")
         self.driver_for(volume).terminate_connection(volume, connector)
         with self.catalog.transaction() as txn:
-            txn.update(volume, expect=("in-use",), status="available")
+            txn.update(volume, expect=("in-use",), status="available", task=None)
+
+    def _release_dead_attachments(self) -> None:
+        """Make volumes attached by a manager that died available: their exports died too."""
+        with self.catalog.transaction() as txn:
+            attached = txn.in_status("volumes", ("in-use",))
+        for volume in attached:
+            task = volume.task or {}
+            if task.get("op") != "attach" or self.owner.is_alive(task.get("owner")):
+                continue  # set by hand (reset-state), or still served by a live manager
+            with self.catalog.transaction() as txn:
+                txn.update(volume, expect=("in-use",), status="available", task=None)
+            LOG.warning("Volume %s was attached by a stopped service; now available", volume.id)
 
     def reset_status(self, kind: str, ref: str, status: str):
         """Set a status by hand, like ``cinder reset-state`` (operators only)."""

@@ -256,6 +256,10 @@ def _copy_chunks(pool: Pool, source: str, target: str, progress) -> None:
 class _PoolDevice(base.DeviceContext):
     """One pool device as a ``BlockDevice``."""
 
+    # Every connection writes through the one open pool, and its flush commits the whole
+    # pool, so a flush on any connection covers writes acknowledged on all of them.
+    can_multi_conn = True
+
     def __init__(self, backend: LocalBackend, name: str, writable: bool):
         self._stack = contextlib.ExitStack()
         self._pool = self._stack.enter_context(backend._open())

@@ -15,7 +15,9 @@ from oslo_log import log as logging
 from evs_driver import conf as evs_conf
 from evs_driver import exception
 from evs_driver.cmd import output
-from evs_driver.cmd.client import make_client
+from evs_driver.cmd.client import make_client, service_running
+from evs_driver.service.control import Session
+from evs_driver.service.service import VolumeService, run_until_signalled
 
 LOG = logging.getLogger(__name__)
 PROJECT = "evs_driver"
@@ -33,6 +35,8 @@ POOL_COLUMNS = [
     "snapshots",
 ]
 
+
+EXPORT_COLUMNS = ["export_name", "uri", "read_only", "connections"]
 
 GLOBAL_DEFAULTS = {"config_file": [], "debug": False, "log_file": None, "format": "table"}
 
@@ -102,6 +106,38 @@ def _property(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text, 10)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535)")
+    return port
+
+
+def _listen_options(parser: argparse.ArgumentParser) -> None:
+    """Where ``serve`` exports: a unix socket, or TCP (localhost unless ``--bind``)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--socket", metavar="PATH", help="Serve on this unix socket (default: the service's own)."
+    )
+    where.add_argument("--bind", metavar="ADDR", help="Serve on TCP at this address.")
+    parser.add_argument(
+        "--port", type=_port, help="TCP port (default 10809; 0 picks a free one); implies TCP."
+    )
+
+
+def _image_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-O",
+        "--image-format",
+        default="raw",
+        metavar="FMT",
+        help="Image format to write (raw, qcow2, vmdk... any qemu-img writes; default raw).",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     common = _common()
@@ -149,12 +185,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = v.add_parser("revert", help="Revert a volume to any of its snapshots.")
     p.add_argument("volume")
     p.add_argument("--snapshot", required=True)
-    p = v.add_parser("import", help="Write a raw image file onto a volume.")
+    p = v.add_parser(
+        "import", help="Write an image file (raw, or any format qemu-img reads) onto a volume."
+    )
     p.add_argument("volume")
     p.add_argument("file")
-    p = v.add_parser("export", help="Write a volume to a raw image file.")
+    p = v.add_parser("export", help="Write a volume to an image file.")
     p.add_argument("volume")
     p.add_argument("file")
+    _image_format(p)
+    p = v.add_parser(
+        "serve", help="Attach a volume and serve it over NBD (starts evs-volume if none runs)."
+    )
+    p.add_argument("volume")
+    _listen_options(p)
+    p.add_argument("--read-only", action="store_true", help="Refuse writes.")
+    v.add_parser("unserve", help="Stop serving a volume and detach it.").add_argument("volume")
     p = v.add_parser("reset-state", help="Force a volume's status (operators only).")
     p.add_argument("volume")
     p.add_argument("--state", required=True)
@@ -181,12 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_parser("list", help="List snapshots.").add_argument("--volume")
     s.add_parser("show", help="Show a snapshot.").add_argument("snapshot")
     s.add_parser("delete", help="Delete a snapshot.").add_argument("snapshot")
-    p = s.add_parser("export", help="Write a snapshot to a raw image file.")
+    p = s.add_parser("export", help="Write a snapshot to an image file.")
     p.add_argument("snapshot")
     p.add_argument("file")
+    _image_format(p)
+    p = s.add_parser("serve", help="Serve a snapshot read-only over NBD.")
+    p.add_argument("snapshot")
+    _listen_options(p)
+    s.add_parser("unserve", help="Stop serving a snapshot.").add_argument("snapshot")
     p = s.add_parser("reset-state", help="Force a snapshot's status (operators only).")
     p.add_argument("snapshot")
     p.add_argument("--state", required=True)
+
+    exports = nouns.add_parser("export", help="NBD exports of the running evs-volume.")
+    _Subparsers(exports, "verb", common).add_parser("list", help="List the NBD exports.")
 
     p = nouns.add_parser(
         "demo",
@@ -265,7 +319,7 @@ def run(args: argparse.Namespace, client, out) -> int:
     if result is None:
         return 0
     if isinstance(result, list):
-        columns = VOLUME_COLUMNS if noun == "volume" else SNAPSHOT_COLUMNS
+        columns = {"volume": VOLUME_COLUMNS, "snapshot": SNAPSHOT_COLUMNS}.get(noun, EXPORT_COLUMNS)
         print(output.listing(result, columns, fmt), file=out)
     else:
         print(output.show(result, fmt), file=out)
@@ -300,8 +354,16 @@ def _dispatch(args: argparse.Namespace, client):
         if verb == "import":
             return client.volume_import(args.volume, args.file, output.ProgressBar("importing"))
         if verb == "export":
-            return client.volume_export(args.volume, args.file, output.ProgressBar("exporting"))
+            return client.volume_export(
+                args.volume, args.file, output.ProgressBar("exporting"), args.image_format
+            )
+        if verb == "serve":
+            return client.volume_serve(args.volume, listen=_listen(args), read_only=args.read_only)
+        if verb == "unserve":
+            return client.volume_unserve(args.volume)
         return client.volume_reset_state(args.volume, args.state)
+    if noun == "export":
+        return client.export_list()
     if verb == "create":
         return client.snapshot_create(
             args.volume,
@@ -317,8 +379,44 @@ def _dispatch(args: argparse.Namespace, client):
     if verb == "delete":
         return client.snapshot_delete(args.snapshot)
     if verb == "export":
-        return client.snapshot_export(args.snapshot, args.file, output.ProgressBar("exporting"))
+        return client.snapshot_export(
+            args.snapshot, args.file, output.ProgressBar("exporting"), args.image_format
+        )
+    if verb == "serve":
+        return client.snapshot_serve(args.snapshot, listen=_listen(args))
+    if verb == "unserve":
+        return client.snapshot_unserve(args.snapshot)
     return client.snapshot_reset_state(args.snapshot, args.state)
+
+
+def _listen(args: argparse.Namespace) -> dict | None:
+    """The ``listen`` request argument of ``serve`` (None: the service's own socket)."""
+    if args.socket:
+        if args.port is not None:
+            raise exception.InvalidInput(reason="give --socket or a TCP --bind/--port, not both")
+        return {"socket": os.path.abspath(args.socket)}
+    if args.bind or args.port is not None:
+        return {"host": args.bind or "127.0.0.1", "port": 10809 if args.port is None else args.port}
+    return None
+
+
+def _serve_in_foreground(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
+    """``serve`` with no service running: be the service until SIGTERM or Ctrl-C."""
+    service = VolumeService(conf)
+
+    def ready() -> None:
+        session = Session(os.getpid())
+        if args.noun == "volume":
+            result = service.volume_serve(
+                args.volume, listen=_listen(args), read_only=args.read_only, session=session
+            )
+        else:
+            result = service.snapshot_serve(args.snapshot, listen=_listen(args), session=session)
+        print(output.show(result, args.format), file=sys.stdout, flush=True)
+        print("evs: serving in the foreground (evs-volume); stop with Ctrl-C", file=sys.stderr)
+
+    run_until_signalled(service, ready)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
             return demo.run(args.state_path, sys.stdout)
         conf = load_config(args)
         setup_logging(conf)
+        if args.verb == "serve" and not service_running(conf):
+            return _serve_in_foreground(args, conf)
         client = make_client(conf)
         return run(args, client, sys.stdout)
     except exception.EVSError as exc:

@@ -169,6 +169,7 @@ def test_fio_pipelined_random_writes_verify(server):
         "--verify=crc32c",
         "--verify_fatal=1",
         "--do_verify=1",
+        "--verify_state_save=0",  # no state files in the working directory
         "--output-format=json",
     )
     report = json.loads(result.stdout[result.stdout.index("{") :])

@@ -1,0 +1,189 @@
+"""``NBDExporter``: the ``Exporter`` the service's drivers attach through.
+
+Each listening endpoint (a unix socket or a TCP address) has its own ``NBDServer``, so an
+export is reachable only where it was asked for: serving one volume on a public address
+does not expose the others. An endpoint's server starts with its first export and stops
+with its last. Exports are named by device id.
+"""
+
+import dataclasses
+import os
+import socket
+import stat
+import threading
+
+from oslo_log import log as logging
+
+from evs_driver import exception
+from evs_driver.exporter import Exporter
+from evs_driver.nbd import NBDServer
+
+LOG = logging.getLogger(__name__)
+DEFAULT_PORT = 10809  # IANA's NBD port
+LOCALHOST = "127.0.0.1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """Where an NBD server listens: ``socket`` (a unix path) or ``host`` and ``port``."""
+
+    socket: str | None = None
+    host: str | None = None
+    port: int | None = None
+
+    @classmethod
+    def parse(cls, listen: dict | None, default_socket: str | None) -> "Endpoint":
+        """An endpoint from a request's ``listen`` dict (None: the default socket)."""
+        if not listen:
+            return cls(socket=default_socket)
+        if not isinstance(listen, dict) or set(listen) - {"socket", "host", "port"}:
+            raise exception.InvalidInput(reason=f"bad NBD listen address {listen!r}")
+        if listen.get("socket") is not None:
+            if listen.get("host") is not None or listen.get("port") is not None:
+                raise exception.InvalidInput(reason="give a socket or a TCP address, not both")
+            path = listen["socket"]
+            if not isinstance(path, str) or not os.path.isabs(path):
+                raise exception.InvalidInput(reason=f"NBD socket {path!r} is not an absolute path")
+            return cls(socket=path)
+        host = listen.get("host") or LOCALHOST
+        port = listen.get("port")
+        port = DEFAULT_PORT if port is None else port
+        if not isinstance(host, str) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise exception.InvalidInput(reason=f"bad NBD TCP address {host!r} port {port!r}")
+        return cls(host=host, port=port)
+
+    def describe(self) -> str:
+        """For messages."""
+        return f"unix socket {self.socket}" if self.socket else f"{self.host}:{self.port}"
+
+
+@dataclasses.dataclass
+class _Served:
+    endpoint: Endpoint
+    server: NBDServer
+    read_only: bool
+    info: dict
+
+
+class NBDExporter(Exporter):
+    """Serves backend devices over NBD; thread-safe."""
+
+    def __init__(self, default_socket: str | None):
+        self.default_socket = default_socket
+        self._lock = threading.Lock()
+        self._servers: dict[Endpoint, NBDServer] = {}
+        self._served: dict[str, _Served] = {}
+        self._closed = False
+
+    def export(self, backend, device_id: str, read_only: bool, listen: dict | None = None) -> dict:
+        """Serve ``device_id``; asking again for the same export returns the same info."""
+        if not listen and self.default_socket is None:
+            # The embedded exporter serves only on the private sockets its copies ask for.
+            raise exception.AttachNeedsService(name=device_id)
+        endpoint = Endpoint.parse(listen, self.default_socket)
+        with self._lock:
+            if self._closed:
+                raise exception.InvalidOperation(reason="the NBD exporter is shut down")
+            served = self._served.get(device_id)
+            if served is not None:
+                if served.read_only == read_only and (not listen or endpoint == served.endpoint):
+                    return dict(served.info)
+                raise exception.AlreadyExists(
+                    kind="NBD export", name=f"{device_id} ({served.info['uri']})"
+                )
+            server, endpoint = self._server(endpoint)
+            try:
+                server.add_export(
+                    device_id,
+                    lambda: backend.open_device(device_id, writable=not read_only),
+                    read_only=read_only,
+                )
+            except BaseException:
+                self._stop_if_idle(endpoint)
+                raise
+            info = {"export_name": device_id, "uri": server.uri(device_id), "read_only": read_only}
+            if endpoint.socket:
+                info["socket"] = endpoint.socket
+            else:
+                info.update(host=endpoint.host, port=endpoint.port)
+            self._served[device_id] = _Served(endpoint, server, read_only, info)
+        LOG.info("Serving %s at %s", device_id, info["uri"])
+        return dict(info)
+
+    def _server(self, endpoint: Endpoint) -> tuple[NBDServer, Endpoint]:
+        """The running server of ``endpoint``, started when there is none (lock held)."""
+        if endpoint in self._servers:
+            return self._servers[endpoint], endpoint
+        server = NBDServer()
+        try:
+            if endpoint.socket:
+                _refuse_live_socket(endpoint.socket)
+                server.listen_unix(endpoint.socket)
+                os.chmod(endpoint.socket, 0o600)  # owner only, like the control socket
+            else:
+                host, port = server.listen_tcp(endpoint.host, endpoint.port)
+                endpoint = Endpoint(host=host, port=port)  # port 0 became a real one
+        except OSError as exc:
+            server.close()
+            raise exception.InvalidInput(
+                reason=f"cannot serve NBD on {endpoint.describe()}: {exc.strerror or exc}"
+            ) from exc
+        self._servers[endpoint] = server
+        return server, endpoint
+
+    def _stop_if_idle(self, endpoint: Endpoint) -> None:
+        server = self._servers.get(endpoint)
+        if server is not None and not server.registry.exports():
+            del self._servers[endpoint]
+            server.close()
+
+    def unexport(self, device_id: str) -> None:
+        """Stop serving ``device_id``: its clients are disconnected and its devices closed."""
+        with self._lock:
+            served = self._served.pop(device_id, None)
+            if served is None:
+                return
+            served.server.remove_export(device_id)
+            self._stop_if_idle(served.endpoint)
+        LOG.info("Stopped serving %s", device_id)
+
+    def served(self, device_id: str) -> dict | None:
+        """The connection info of ``device_id``'s export, None when it is not served."""
+        with self._lock:
+            served = self._served.get(device_id)
+            return dict(served.info) if served else None
+
+    def exports(self) -> list[dict]:
+        """Connection info of every export, with its live connection count."""
+        with self._lock:
+            return [
+                dict(s.info, connections=s.server.registry.connection_count(device_id))
+                for device_id, s in sorted(self._served.items())
+            ]
+
+    def close(self) -> None:
+        """Stop every server; their devices are closed before this returns."""
+        with self._lock:
+            self._closed = True
+            servers = list(self._servers.values())
+            self._servers.clear()
+            self._served.clear()
+        for server in servers:
+            server.close()
+
+
+def _refuse_live_socket(path: str) -> None:
+    """Refuse a path where something answers (the NBD server replaces only dead sockets)."""
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return  # binding fails with a clear error of its own
+    except FileNotFoundError:
+        return
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(path)
+    except OSError:
+        return  # left by a process that died: safe to replace
+    finally:
+        probe.close()
+    raise exception.InvalidInput(reason=f"cannot serve NBD on {path}: another server listens there")

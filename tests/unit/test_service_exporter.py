@@ -1,0 +1,171 @@
+"""NBDExporter: one NBD server per endpoint, exports by device id, real sockets and devices."""
+
+import os
+import shutil
+import socket
+import stat
+import tempfile
+
+import pytest
+
+from evs_driver import exception
+from evs_driver.nbd import FileDevice
+from evs_driver.service.exporter import DEFAULT_PORT, Endpoint, NBDExporter
+from tests.functional.nbd.nbd_wire import WireClient, make_disk
+
+
+class FileBackend:
+    """A stand-in backend serving one raw file for every device id (the exporter's input)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.opened = []
+
+    def open_device(self, device_id, writable):
+        self.opened.append((device_id, writable))
+        return FileDevice(self.path, read_only=not writable)
+
+
+@pytest.fixture
+def workdir():
+    path = tempfile.mkdtemp(prefix="evsexp-", dir="/tmp")  # unix socket paths are short
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def exporter(workdir):
+    e = NBDExporter(os.path.join(workdir, "nbd.sock"))
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def backend(workdir):
+    return FileBackend(make_disk(workdir))
+
+
+@pytest.mark.parametrize(
+    "listen, expected",
+    [
+        (None, Endpoint(socket="/d.sock")),
+        ({}, Endpoint(socket="/d.sock")),
+        ({"socket": "/x.sock"}, Endpoint(socket="/x.sock")),
+        ({"port": 0}, Endpoint(host="127.0.0.1", port=0)),
+        ({"host": "0.0.0.0"}, Endpoint(host="0.0.0.0", port=DEFAULT_PORT)),
+        ({"host": "::1", "port": 7}, Endpoint(host="::1", port=7)),
+    ],
+)
+def test_endpoint_parse(listen, expected):
+    assert Endpoint.parse(listen, "/d.sock") == expected
+
+
+@pytest.mark.parametrize(
+    "listen, message",
+    [
+        ({"socket": "relative.sock"}, "absolute"),
+        ({"socket": 5}, "absolute"),
+        ({"socket": "/a", "port": 1}, "not both"),
+        ({"port": 70000}, "bad NBD TCP"),
+        ({"port": "80"}, "bad NBD TCP"),
+        ({"host": 1}, "bad NBD TCP"),
+        ({"path": "/a"}, "bad NBD listen"),
+        (["/a"], "bad NBD listen"),
+    ],
+)
+def test_endpoint_parse_refuses_bad_addresses(listen, message):
+    with pytest.raises(exception.InvalidInput, match=message):
+        Endpoint.parse(listen, "/d.sock")
+
+
+def test_export_on_default_socket_owner_only_and_reachable(exporter, backend, workdir):
+    info = exporter.export(backend, "vol-1", read_only=False)
+    path = os.path.join(workdir, "nbd.sock")
+    assert info == {
+        "export_name": "vol-1",
+        "uri": f"nbd+unix:///vol-1?socket={path}",
+        "read_only": False,
+        "socket": path,
+    }
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    client = WireClient(path)
+    size, _flags = client.go("vol-1")
+    assert size == 16 * 1024 * 1024 and backend.opened == [("vol-1", True)]
+    client.close()
+    assert exporter.served("vol-1")["uri"] == info["uri"]
+    assert [e["export_name"] for e in exporter.exports()] == ["vol-1"]
+
+
+def test_same_export_again_returns_same_info_other_endpoint_refused(exporter, backend, workdir):
+    first = exporter.export(backend, "s", read_only=True)
+    assert exporter.export(backend, "s", read_only=True) == first
+    with pytest.raises(exception.AlreadyExists, match="s"):
+        exporter.export(backend, "s", read_only=True, listen={"socket": f"{workdir}/other.sock"})
+    with pytest.raises(exception.AlreadyExists):
+        exporter.export(backend, "s", read_only=False)
+
+
+def test_endpoints_are_separate_servers_stopped_with_their_last_export(exporter, backend, workdir):
+    tcp = exporter.export(backend, "a", read_only=False, listen={"port": 0})
+    exporter.export(backend, "b", read_only=False)
+    assert tcp["host"] == "127.0.0.1" and tcp["port"] > 0
+    assert tcp["uri"] == f"nbd://127.0.0.1:{tcp['port']}/a"
+    client = WireClient.__new__(WireClient)
+    client.sock = socket.create_connection(("127.0.0.1", tcp["port"]), timeout=10)
+    client.greeting()
+    replies = client.info_request(7, "b")  # b lives on the unix socket only
+    assert replies[-1][0] == 2**31 + 6  # NBD_REP_ERR_UNKNOWN
+    client.close()
+    exporter.unexport("a")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", tcp["port"]), timeout=10)
+    exporter.unexport("b")
+    assert not os.path.exists(os.path.join(workdir, "nbd.sock"))
+    exporter.unexport("never-served")  # not an error (the Exporter contract)
+
+
+def test_unexport_disconnects_clients(exporter, backend, workdir):
+    exporter.export(backend, "v", read_only=False)
+    client = WireClient(os.path.join(workdir, "nbd.sock"))
+    client.go("v")
+    exporter.unexport("v")
+    assert client.is_closed()
+    assert exporter.served("v") is None
+
+
+def test_unusable_socket_path_is_a_clear_error_and_serves_nothing(exporter, backend, workdir):
+    listen = {"socket": "/nonexistent-dir/x.sock"}
+    with pytest.raises(exception.InvalidInput, match="cannot serve NBD on unix socket"):
+        exporter.export(backend, "v", read_only=False, listen=listen)
+    assert exporter.exports() == []
+    too_long = {"socket": "/tmp/" + "x" * 200}
+    with pytest.raises(exception.InvalidInput, match="cannot serve NBD"):
+        exporter.export(backend, "v", read_only=False, listen=too_long)
+
+
+def test_without_default_socket_attach_needs_the_service(backend):
+    exporter = NBDExporter(default_socket=None)
+    with pytest.raises(exception.AttachNeedsService):
+        exporter.export(backend, "v", read_only=False)
+
+
+def test_closed_exporter_refuses_new_exports(exporter, backend):
+    exporter.export(backend, "v", read_only=False)
+    exporter.close()
+    assert exporter.exports() == []
+    with pytest.raises(exception.InvalidOperation, match="shut down"):
+        exporter.export(backend, "w", read_only=False)
+
+
+def test_a_live_socket_is_not_taken_over_a_dead_one_is(exporter, backend, workdir):
+    live = os.path.join(workdir, "live.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(live)
+    listener.listen(1)
+    try:
+        with pytest.raises(exception.InvalidInput, match="another server listens"):
+            exporter.export(backend, "v", read_only=False, listen={"socket": live})
+    finally:
+        listener.close()
+    info = exporter.export(backend, "v", read_only=False, listen={"socket": live})  # now dead
+    assert info["socket"] == live
