@@ -3,27 +3,9 @@
 Positional I/O only (``preadv``/``pwrite``), so one instance may serve many threads.
 """
 
-import ctypes
-import ctypes.util
-import errno
 import os
 
-from evs_driver import exception
-
-_FALLOC_FL_KEEP_SIZE = 0x01
-_FALLOC_FL_PUNCH_HOLE = 0x02
-_ZERO_CHUNK = 1024 * 1024
-
-
-def _load_fallocate():
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    fallocate = getattr(libc, "fallocate64", None) or libc.fallocate
-    fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
-    fallocate.restype = ctypes.c_int
-    return fallocate
-
-
-_fallocate = _load_fallocate()
+from evs_driver import exception, fileio
 
 
 class FileDevice:
@@ -78,8 +60,12 @@ class FileDevice:
     def discard(self, offset: int, length: int) -> None:
         """Punch a hole; the range reads as zeros afterwards."""
         self._check_writable(offset, length)
-        if length and not self._punch(offset, length):
-            self._write_zero_bytes(offset, length)
+        if not length:
+            return
+        if self._can_punch and fileio.punch_hole(self._fd, offset, length):
+            return
+        self._can_punch = False  # e.g. a block device or tmpfs without hole support
+        fileio.write_zeros(self._fd, offset, length)
 
     def write_zeroes(self, offset: int, length: int) -> None:
         """Make a range read as zeros, unmapping it where the file system can."""
@@ -115,23 +101,3 @@ class FileDevice:
                 view[done:] = bytes(len(view) - done)
                 return
             done += got
-
-    def _punch(self, offset: int, length: int) -> bool:
-        if not self._can_punch:
-            return False
-        mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
-        if _fallocate(self._fd, mode, offset, length) == 0:
-            return True
-        err = ctypes.get_errno()
-        if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.ENODEV):
-            self._can_punch = False  # e.g. a block device or tmpfs without hole support
-            return False
-        raise OSError(err, os.strerror(err), self.path)
-
-    def _write_zero_bytes(self, offset: int, length: int) -> None:
-        zeros = memoryview(bytes(min(length, _ZERO_CHUNK)))
-        end = offset + length
-        while offset < end:
-            step = min(len(zeros), end - offset)
-            os.pwrite(self._fd, zeros[:step], offset)
-            offset += step

@@ -5,16 +5,11 @@ punched before reuse, and an unclean shutdown punches all free chunks at the nex
 so a newly mapped chunk never exposes another device's old data.
 """
 
-import ctypes
 import errno
 import os
 
-from evs_driver import exception
+from evs_driver import exception, fileio
 
-_FALLOC_FL_KEEP_SIZE = 0x01
-_FALLOC_FL_PUNCH_HOLE = 0x02
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
 _ZEROS = bytes(1 << 20)
 
 
@@ -67,19 +62,13 @@ class ChunkStore:
 
     def zero(self, position: int, length: int) -> None:
         """Make a byte range read as zeros, giving its space back to the file system."""
-        if self._can_punch:
-            flags = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
-            if _libc.fallocate(self.fd, flags, position, length) == 0:
+        try:
+            if self._can_punch and fileio.punch_hole(self.fd, position, length):
                 return
-            if ctypes.get_errno() not in (errno.EOPNOTSUPP, errno.ENOSYS):
-                err = ctypes.get_errno()
-                raise exception.EVSError(f"punching {self.path}: {os.strerror(err)}")
             self._can_punch = False
-        while length > 0:
-            step = min(length, len(_ZEROS))
-            self.write(position, _ZEROS[:step])
-            position += step
-            length -= step
+            fileio.write_zeros(self.fd, position, length)
+        except OSError as err:
+            raise self._full(err) from err
 
     def zero_chunks(self, chunks: list[int]) -> None:
         """Zero whole chunks, one call per run of consecutive chunk numbers."""
