@@ -1,29 +1,48 @@
 """NBD server benchmark: our server against qemu-nbd, with fio's nbd engine, in one run.
 
-Run: ``python -m bench.nbd_bench [--size 1G] [--runtime 5] [--dir DIR]``. Serves the same
-content three ways (our server on a raw file, our server on a rowstore volume, qemu-nbd on
-a qcow2) and runs sequential 1 MiB and random 4 KiB reads and writes at iodepth 32
-against each, then prints IOPS, MB/s and our/qemu ratios.
+Run: ``python -m bench.nbd_bench [--size 1G] [--runtime 5] [--dir DIR] [--only snapshots]``.
+Serves the same content three ways (our server on a raw file, our server on a rowstore volume,
+qemu-nbd on a qcow2) and runs sequential 1 MiB and random 4 KiB reads and writes at iodepth 32
+against each. Then it compares a pool volume with a qcow2 after 100 snapshots (internal qcow2
+snapshots) and after 50 snapshots with writes between them (a 50-deep chain of qcow2 overlays).
+It prints IOPS, MB/s and our/qemu ratios.
 """
 
 import argparse
+import contextlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 
 from bench._nbd_pooldev import PoolDevice
 from evs_driver.nbd import FileDevice, NBDServer
 from evs_driver.rowstore import Pool
 
 MiB = 1 << 20
-WORKLOADS = [  # (label, fio rw, block size)
-    ("seq read 1M", "read", "1M"),
-    ("seq write 1M", "write", "1M"),
-    ("rand read 4k", "randread", "4k"),
-    ("rand write 4k", "randwrite", "4k"),
+CLUSTER = 64 << 10  # qcow2's default cluster and the pool's default chunk
+SNAPSHOTS = 100
+CHAIN = 50
+SERVERS = ["file", "rowstore", "qemu"]
+# (label, fio rw, block size, ramp seconds); writes after snapshots get no ramp, so they time
+# the first seconds of writes, when most of them still copy or redirect a whole 64 KiB cluster.
+WORKLOADS = [
+    ("seq read 1M", "read", "1M", 1),
+    ("seq write 1M", "write", "1M", 1),
+    ("rand read 4k", "randread", "4k", 1),
+    ("rand write 4k", "randwrite", "4k", 1),
+]
+SNAPSHOT_WORKLOADS = [
+    (f"{SNAPSHOTS} snaps: rand write 4k", "randwrite", "4k", 0),
+    (f"{SNAPSHOTS} snaps: rand read 4k", "randread", "4k", 1),
+]
+CHAIN_WORKLOADS = [
+    (f"{CHAIN}-deep chain: rand read 4k", "randread", "4k", 1),
+    (f"{CHAIN}-deep chain: rand write 4k", "randwrite", "4k", 0),
 ]
 
 
@@ -44,12 +63,34 @@ def _make_content(path: str, size: int) -> None:
         os.fsync(f.fileno())
 
 
-def _fill_pool(pool: Pool, name: str, raw: str, size: int) -> None:
-    pool.create_volume(name, size)
-    with open(raw, "rb") as f:
-        for offset in range(0, size, MiB):
-            pool.write(name, offset, f.read(MiB))
-    pool.flush()
+@contextlib.contextmanager
+def _filled_pool(path: str, raw: str, size: int, capacity: int) -> Iterator[Pool]:
+    """A new pool holding volume ``vol`` with the raw image's content; closed on exit."""
+    pool = Pool.create(path, capacity=capacity)
+    try:
+        pool.create_volume("vol", size)
+        with open(raw, "rb") as f:
+            for offset in range(0, size, MiB):
+                pool.write("vol", offset, f.read(MiB))
+        pool.flush()
+        yield pool
+    finally:
+        pool.close()
+
+
+@contextlib.contextmanager
+def _exported(nbd: NBDServer, name: str, pool: Pool) -> Iterator[str]:
+    """Serve the pool's ``vol`` as export ``name``; yield its URI."""
+    nbd.add_export(name, lambda: PoolDevice(pool, "vol"))
+    try:
+        yield nbd.uri(name)
+    finally:
+        nbd.remove_export(name)
+
+
+def _qcow2(raw: str, path: str) -> str:
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, path], check=True)
+    return path
 
 
 def _direct_io_works(directory: str) -> bool:
@@ -64,35 +105,33 @@ def _direct_io_works(directory: str) -> bool:
     return True
 
 
-def _start_qemu_nbd(qcow2: str, sock: str, cache: str) -> subprocess.Popen:
+@contextlib.contextmanager
+def _qemu_nbd(qcow2: str, sock: str, cache: str) -> Iterator[str]:
+    """Serve ``qcow2`` (the top of its chain) with qemu-nbd; yield its URI."""
     aio = ["--aio=native"] if cache == "none" else []
-    cmd = [
-        "qemu-nbd",
-        "-f",
-        "qcow2",
-        f"--cache={cache}",
-        *aio,
-        "--persistent",
-        "--shared=16",
-        "--discard=unmap",
-        "-x",
-        "qemu",
-        "-k",
-        sock,
-        qcow2,
-    ]
+    cmd = ["qemu-nbd", "-f", "qcow2", f"--cache={cache}", *aio, "--persistent", "--shared=16"]
+    cmd += ["--discard=unmap", "-x", "qemu", "-k", sock, qcow2]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-    for _ in range(100):
-        if os.path.exists(sock):
-            return proc
-        if proc.poll() is not None:
-            raise SystemExit(f"qemu-nbd failed: {proc.stderr.read()}")
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("qemu-nbd did not create its socket")
+    try:
+        for _ in range(100):
+            if os.path.exists(sock):
+                break
+            if proc.poll() is not None:
+                raise SystemExit(f"qemu-nbd failed: {proc.stderr.read()}")
+            time.sleep(0.05)
+        else:
+            raise SystemExit("qemu-nbd did not create its socket")
+        yield f"nbd+unix:///qemu?socket={sock}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # a SIGTERM while it opens the image can go unheard
+            proc.kill()
+            proc.wait()
 
 
-def _fio(uri: str, rw: str, bs: str, size: int, runtime: int) -> tuple[float, float]:
+def _fio(uri: str, rw: str, bs: str, size: int, runtime: int, ramp: int) -> tuple[float, float]:
     """Run one fio job; return (IOPS, MB/s)."""
     cmd = [
         "fio",
@@ -105,7 +144,7 @@ def _fio(uri: str, rw: str, bs: str, size: int, runtime: int) -> tuple[float, fl
         f"--size={size}",
         f"--runtime={runtime}",
         "--time_based",
-        "--ramp_time=1",
+        f"--ramp_time={ramp}",
         "--randrepeat=0",
         "--output-format=json",
     ]
@@ -113,6 +152,15 @@ def _fio(uri: str, rw: str, bs: str, size: int, runtime: int) -> tuple[float, fl
     job = json.loads(out[out.index("{") :])["jobs"][0]
     side = job["read"] if "read" in rw else job["write"]
     return side["iops"], side["bw_bytes"] / 1e6
+
+
+def _measure(uris: dict[str, str], workloads: list, size: int, runtime: int) -> dict:
+    """Run each workload against each server, in that order; key results by (label, server)."""
+    return {
+        (label, name): _fio(uri, rw, bs, size, runtime, ramp)
+        for label, rw, bs, ramp in workloads
+        for name, uri in uris.items()
+    }
 
 
 def main(argv=None) -> None:
@@ -129,76 +177,134 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["file", "rowstore", "qemu"],
+        choices=[*SERVERS, "snapshots"],
         action="append",
-        help="serve only these (repeatable)",
+        help="run only these (repeatable): the plain rows of a server, or the rows after "
+        f"{SNAPSHOTS} snapshots and along a {CHAIN}-deep chain (pool volume against qcow2)",
     )
     args = parser.parse_args(argv)
-    for tool in ("fio", "qemu-nbd", "qemu-img"):
+    for tool in ("fio", "qemu-nbd", "qemu-img", "qemu-io"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is missing: apt-get install fio qemu-utils")
     size = _parse_size(args.size)
     root = tempfile.mkdtemp(prefix="nbdbench-", dir=args.dir or "/tmp")
     try:
-        _run(root, size, args.runtime, args.only or ["file", "rowstore", "qemu"], args.qemu_cache)
+        _run(root, size, args.runtime, args.only or [*SERVERS, "snapshots"], args.qemu_cache)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _run(root: str, size: int, runtime: int, servers: list[str], qemu_cache: str) -> None:
+def _run(root: str, size: int, runtime: int, only: list[str], qemu_cache: str) -> None:
     raw = os.path.join(root, "disk.raw")
     _make_content(raw, size)
-    uris = {}
+    cache = qemu_cache
+    if cache == "auto":
+        cache = "none" if _direct_io_works(root) else "writeback"
+    note = f"qemu-nbd --cache={cache}" + (" --aio=native" if cache == "none" else "")
+    if qemu_cache == "auto" and cache != "none":
+        note += " (O_DIRECT refused on this file system)"
+    print(f"image {size // MiB} MiB in {root}; {runtime} s per run, iodepth 32; {note}")
+    print("evs devices use the page cache (no O_DIRECT); flushes reach the disk")
     nbd = NBDServer()
     nbd.listen_unix(os.path.join(root, "evs.sock"))
-    pool = qemu = None
+    results = {}
     try:
-        if "file" in servers:
-            nbd.add_export("file", lambda: FileDevice(raw))
-            uris["evs file"] = nbd.uri("file")
-        if "rowstore" in servers:
-            pool = Pool.create(os.path.join(root, "pool"), capacity=size + 256 * MiB)
-            _fill_pool(pool, "vol", raw, size)
-            nbd.add_export("vol", lambda: PoolDevice(pool, "vol"))
-            uris["evs rowstore"] = nbd.uri("vol")
-        note = "no qemu-nbd"
-        if "qemu" in servers:
-            qcow2 = os.path.join(root, "disk.qcow2")
-            convert = ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow2]
-            subprocess.run(convert, check=True)
-            cache = qemu_cache
-            if cache == "auto":
-                cache = "none" if _direct_io_works(root) else "writeback"
-            qsock = os.path.join(root, "qemu.sock")
-            qemu = _start_qemu_nbd(qcow2, qsock, cache)
-            uris["qemu-nbd"] = f"nbd+unix:///qemu?socket={qsock}"
-            note = f"qemu-nbd --cache={cache}" + (" --aio=native" if cache == "none" else "")
-            if qemu_cache == "auto" and cache != "none":
-                note += " (O_DIRECT refused on this file system)"
-        print(f"image {size // MiB} MiB in {root}; {runtime} s per run, iodepth 32; {note}")
-        print("evs devices use the page cache (no O_DIRECT); flushes reach the disk")
-        results = {}
-        for label, rw, bs in WORKLOADS:
-            for name, uri in uris.items():
-                results[label, name] = _fio(uri, rw, bs, size, runtime)
-        _print_table(results, list(uris))
+        servers = [server for server in SERVERS if server in only]
+        if servers:
+            results |= _plain_rows(nbd, root, raw, size, runtime, servers, cache)
+        if "snapshots" in only:
+            print(f"writes after snapshots: the first {runtime} s, no ramp")
+            results |= _snapshot_rows(nbd, root, raw, size, runtime, cache)
+            results |= _chain_rows(nbd, root, raw, size, runtime, cache)
     finally:
         nbd.close()
-        if pool is not None:
-            pool.close()
-        if qemu is not None:
-            qemu.terminate()
-            qemu.wait(30)
+    _print_table(results)
 
 
-def _print_table(results: dict, names: list[str]) -> None:
-    print(f"{'workload':<15} {'server':<13} {'IOPS':>10} {'MB/s':>9} {'vs qemu':>8}")
-    for label, _rw, _bs in WORKLOADS:
+def _plain_rows(
+    nbd: NBDServer, root: str, raw: str, size: int, runtime: int, servers: list[str], cache: str
+) -> dict:
+    """The four workloads on a raw file, a filled pool volume and a qcow2."""
+    with contextlib.ExitStack() as stack:
+        uris = {}
+        if "file" in servers:
+            nbd.add_export("file", lambda: FileDevice(raw))
+            stack.callback(nbd.remove_export, "file")
+            uris["evs file"] = nbd.uri("file")
+        if "rowstore" in servers:
+            pool = stack.enter_context(
+                _filled_pool(os.path.join(root, "pool"), raw, size, size + 256 * MiB)
+            )
+            uris["evs rowstore"] = stack.enter_context(_exported(nbd, "vol", pool))
+        if "qemu" in servers:
+            qcow2 = _qcow2(raw, os.path.join(root, "disk.qcow2"))
+            sock = os.path.join(root, "qemu.sock")
+            uris["qemu-nbd"] = stack.enter_context(_qemu_nbd(qcow2, sock, cache))
+        return _measure(uris, WORKLOADS, size, runtime)
+
+
+def _snapshot_rows(
+    nbd: NBDServer, root: str, raw: str, size: int, runtime: int, cache: str
+) -> dict:
+    """Random writes right after 100 snapshots, then random reads: pool volume against qcow2."""
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(
+            _filled_pool(os.path.join(root, "snap-pool"), raw, size, 3 * size)
+        )
+        qcow2 = _qcow2(raw, os.path.join(root, "snap.qcow2"))
+        for i in range(SNAPSHOTS):
+            pool.create_snapshot("vol", f"s{i}")
+            subprocess.run(["qemu-img", "snapshot", "-c", f"s{i}", qcow2], check=True)
+        uris = {
+            "evs rowstore": stack.enter_context(_exported(nbd, "snap", pool)),
+            "qemu-nbd": stack.enter_context(
+                _qemu_nbd(qcow2, os.path.join(root, "snap.sock"), cache)
+            ),
+        }
+        return _measure(uris, SNAPSHOT_WORKLOADS, size, runtime)
+
+
+def _chain_rows(nbd: NBDServer, root: str, raw: str, size: int, runtime: int, cache: str) -> dict:
+    """Random reads, then writes, after 50 snapshots (ours) or overlays (qcow2).
+
+    Between snapshots both get the same writes: 1% of the image in whole 64 KiB clusters at
+    random places, so most qcow2 reads walk the chain down to its base.
+    """
+    clusters = size // CLUSTER
+    rng = random.Random(4)
+    layers = [sorted(rng.sample(range(clusters), max(1, clusters // 100))) for _ in range(CHAIN)]
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(
+            _filled_pool(os.path.join(root, "chain-pool"), raw, size, 3 * size)
+        )
+        top = _qcow2(raw, os.path.join(root, "chain-0.qcow2"))
+        for depth, layer in enumerate(layers, 1):
+            pool.create_snapshot("vol", f"c{depth}")
+            for cluster in layer:
+                pool.write("vol", cluster * CLUSTER, bytes([depth]) * CLUSTER)
+            below, top = top, os.path.join(root, f"chain-{depth}.qcow2")
+            create = ["qemu-img", "create", "-q", "-f", "qcow2", "-b", below, "-F", "qcow2", top]
+            subprocess.run(create, check=True)
+            writes = [f"write -P {depth} {cluster * CLUSTER} {CLUSTER}" for cluster in layer]
+            io = ["qemu-io", "-f", "qcow2", *(arg for w in writes for arg in ("-c", w)), top]
+            subprocess.run(io, check=True, stdout=subprocess.DEVNULL)
+        pool.flush()
+        uris = {
+            "evs rowstore": stack.enter_context(_exported(nbd, "chain", pool)),
+            "qemu-nbd": stack.enter_context(
+                _qemu_nbd(top, os.path.join(root, "chain.sock"), cache)
+            ),
+        }
+        return _measure(uris, CHAIN_WORKLOADS, size, runtime)
+
+
+def _print_table(results: dict) -> None:
+    width = max(len(label) for label, _name in results)
+    print(f"{'workload':<{width}} {'server':<13} {'IOPS':>10} {'MB/s':>9} {'vs qemu':>8}")
+    for (label, name), (iops, mbs) in results.items():
         base = results.get((label, "qemu-nbd"))
-        for name in names:
-            iops, mbs = results[label, name]
-            ratio = f"{iops / base[0]:.2f}" if base and name != "qemu-nbd" else ""
-            print(f"{label:<15} {name:<13} {iops:>10.0f} {mbs:>9.1f} {ratio:>8}")
+        ratio = f"{iops / base[0]:.2f}" if base and name != "qemu-nbd" else ""
+        print(f"{label:<{width}} {name:<13} {iops:>10.0f} {mbs:>9.1f} {ratio:>8}")
 
 
 if __name__ == "__main__":
