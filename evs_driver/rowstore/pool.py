@@ -442,11 +442,40 @@ class Pool:
             raise exception.ReadOnlyDevice(name=name)
         if not len(view):
             return
-        with device.lock.write():
+        # Overwrites of unshared chunks change no metadata and only race like a disk's
+        # overlapping writes, so they share the device with reads and each other; anything
+        # that allocates or redirects takes the device alone.
+        with device.lock.read():
             self._require_alive(device)
-            self._write_locked(device, offset, view)
+            plan = self._plan_in_place(device, offset, view)
+            if plan is not None:
+                self._write_data(plan)
+        if plan is None:
+            with device.lock.write():
+                self._require_alive(device)
+                self._write_locked(device, offset, view)
         if fua:
             self.flush()
+
+    def _plan_in_place(self, device: Device, offset: int, view: memoryview) -> list | None:
+        """The pieces of a write if every one lands in place on an unshared chunk, else None."""
+        size, mask, bits = self.chunk_size, self._nodes.mask, self._bits
+        end = offset + len(view)
+        plan = []
+        with self._lock:
+            height = self._height(device.size)
+            leaf_key = leaf = None
+            for vchunk in range(offset // size, (end - 1) // size + 1):
+                if vchunk >> bits != leaf_key:
+                    leaf_key = vchunk >> bits
+                    leaf = self._exclusive_leaf(device, height, vchunk)
+                entry = leaf.entries[vchunk & mask] if leaf else 0
+                if not entry or self._data.get(entry - 1) != 1:
+                    return None
+                start = max(offset, vchunk * size)
+                piece = view[start - offset : min(end, (vchunk + 1) * size) - offset]
+                plan.append((vchunk, start - vchunk * size, piece, entry - 1, entry, None))
+        return plan
 
     def _write_locked(self, device: Device, offset: int, view: memoryview) -> None:
         size = self.chunk_size

@@ -213,3 +213,16 @@ def test_a_second_process_is_refused(tmp_path):
         check=False,
     )
     assert result.returncode == 0
+
+
+def test_in_place_writes_share_the_device_but_allocating_writes_wait(pool):
+    pool.create_volume("v", 4 * CHUNK)
+    pool.write("v", 0, b"a" * CHUNK)
+    in_place, allocating = threading.Event(), threading.Event()
+    with pool._devices["v"].lock.read():  # as a read in the middle of its I/O holds it
+        threading.Thread(target=lambda: (pool.write("v", 10, b"b"), in_place.set())).start()
+        assert in_place.wait(10)
+        threading.Thread(target=lambda: (pool.write("v", CHUNK, b"c"), allocating.set())).start()
+        assert not allocating.wait(0.2)  # a new chunk needs the device alone
+    assert allocating.wait(10)
+    assert pool.read("v", 0, CHUNK + 1) == b"a" * 10 + b"b" + b"a" * (CHUNK - 11) + b"c"
