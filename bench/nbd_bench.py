@@ -19,9 +19,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-from bench._nbd_pooldev import PoolDevice
 from evs_driver.nbd import FileDevice, NBDServer
 from evs_driver.rowstore import Pool
+from evs_driver.rowstore.device import PoolDevice
 
 MiB = 1 << 20
 CLUSTER = 64 << 10  # qcow2's default cluster and the pool's default chunk

@@ -17,6 +17,7 @@ from evs_driver.conf import backend_option_error
 from evs_driver.conf.local import MAX_CHUNK, MIN_CHUNK
 from evs_driver.locking import FileLock
 from evs_driver.rowstore import Pool
+from evs_driver.rowstore.device import PoolDevice
 
 GiB = 1024**3
 
@@ -253,57 +254,17 @@ def _copy_chunks(pool: Pool, source: str, target: str, progress) -> None:
     pool.flush()
 
 
-class _PoolDevice(base.DeviceContext):
-    """One pool device as a ``BlockDevice``."""
-
-    # Every connection writes through the one open pool, and its flush commits the whole
-    # pool, so a flush on any connection covers writes acknowledged on all of them.
-    can_multi_conn = True
+class _PoolDevice(PoolDevice, base.DeviceContext):
+    """A pool device that keeps the backend's pool open while it is in use."""
 
     def __init__(self, backend: LocalBackend, name: str, writable: bool):
         self._stack = contextlib.ExitStack()
-        self._pool = self._stack.enter_context(backend._open())
-        self._name = name
+        pool = self._stack.enter_context(backend._open())
         try:
-            info = self._pool.device(name)
+            super().__init__(pool, name, writable)
         except BaseException:
             self._stack.close()
             raise
-        self._size = info.size
-        self._read_only = not writable or info.kind == "snapshot"
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    @property
-    def read_only(self) -> bool:
-        return self._read_only
-
-    def readinto(self, offset: int, buf) -> None:
-        self._pool.readinto(self._name, offset, buf)
-
-    def read(self, offset: int, length: int) -> bytes:
-        return self._pool.read(self._name, offset, length)
-
-    def _writable(self) -> None:
-        if self._read_only:
-            raise exception.ReadOnlyDevice(name=self._name)
-
-    def write(self, offset: int, data, fua: bool = False) -> None:
-        self._writable()
-        self._pool.write(self._name, offset, data, fua=fua)
-
-    def discard(self, offset: int, length: int) -> None:
-        self._writable()
-        self._pool.discard(self._name, offset, length)
-
-    def write_zeroes(self, offset: int, length: int) -> None:
-        # Discarded ranges read as zeros in this engine, and free their space.
-        self.discard(offset, length)
-
-    def flush(self) -> None:
-        self._pool.flush()
 
     def close(self) -> None:
         self._stack.close()
