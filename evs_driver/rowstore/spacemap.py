@@ -136,20 +136,5 @@ class SpaceMap:
         """The blocks ``recycle`` would free, without freeing them."""
         return list(self._pending)
 
-    @property
-    def free_count(self) -> int:
-        """Blocks that can still be allocated (now or after the next commit)."""
-        if self.limit is None:
-            return -1
-        return self.limit - self.used - len(self._reserved)
-
     def page_bytes(self, number: int) -> bytes:
         return self._pages[number].tobytes()
-
-    def iter_counts(self):
-        """Yield (block, count) for every block with a non-zero count."""
-        for number in sorted(self._pages):
-            base = number * PAGE_ENTRIES
-            for index, count in enumerate(self._pages[number]):
-                if count:
-                    yield base + index, count
