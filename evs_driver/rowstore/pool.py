@@ -170,7 +170,7 @@ class Pool:
     def _recover_free_space(self) -> None:
         """After a crash, free chunks may hold data of writes that never committed: zero them."""
         LOG.warning("Pool %s was not closed cleanly; zeroing its free chunks", self.path)
-        free = self._data.recycle() + list(self._data._free)
+        free = self._data.recycle() + self._data.free_blocks()
         self._chunks.zero_chunks(free)
         beyond = self._data.high_water * self.chunk_size
         if beyond < self.capacity:

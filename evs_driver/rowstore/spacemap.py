@@ -136,5 +136,9 @@ class SpaceMap:
         """The blocks ``recycle`` would free, without freeing them."""
         return list(self._pending)
 
+    def free_blocks(self) -> list[int]:
+        """Every block that can be allocated now (below the high-water mark)."""
+        return list(self._free)
+
     def page_bytes(self, number: int) -> bytes:
         return self._pages[number].tobytes()
