@@ -2,6 +2,7 @@
 
 import json
 import os
+import pty
 import subprocess
 import sys
 
@@ -37,6 +38,35 @@ def evs(state_path, *args, env: dict | None = None) -> subprocess.CompletedProce
         text=True,
         timeout=TIMEOUT,
     )
+
+
+def evs_on_terminal(state_path, *args) -> tuple[subprocess.CompletedProcess, bytes]:
+    """Run ``evs`` with its stderr on a pseudo-terminal; return the result and what it drew."""
+    main, terminal = pty.openpty()
+    try:
+        proc = subprocess.run(
+            evs_cmd(*args),
+            env=env_for(state_path),
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            timeout=TIMEOUT,
+        )
+        os.close(terminal)
+        terminal = None
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: the terminal's other side is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        if terminal is not None:
+            os.close(terminal)
+        os.close(main)
+    return proc, drawn
 
 
 def evs_json(state_path, *args):

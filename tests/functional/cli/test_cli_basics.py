@@ -2,15 +2,12 @@
 
 import json
 import os
-import pty
-import subprocess
 
 from tests.functional.cli.support import (
-    TIMEOUT,
     env_for,
     evs,
-    evs_cmd,
     evs_json,
+    evs_on_terminal,
     one_line_error,
 )
 
@@ -117,30 +114,7 @@ def test_import_draws_a_progress_bar_on_a_terminal(tmp_path):
     evs_json(state, "volume", "create", "--size", "1", "--name", "v")
     image = tmp_path / "img.raw"
     image.write_bytes(os.urandom(2 * MiB))
-    main, terminal = pty.openpty()
-    try:
-        proc = subprocess.run(
-            evs_cmd("volume", "import", "v", image),
-            env=env_for(state),
-            stdout=subprocess.PIPE,
-            stderr=terminal,
-            timeout=TIMEOUT,
-        )
-        os.close(terminal)
-        terminal = None
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:  # EIO: the terminal's other side is closed and drained
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        if terminal is not None:
-            os.close(terminal)
-        os.close(main)
+    proc, drawn = evs_on_terminal(state, "volume", "import", "v", image)
     assert proc.returncode == 0
     assert b"importing [" in drawn and b"100%" in drawn
     plain = evs(state, "volume", "import", "v", image)  # not a terminal: no bar

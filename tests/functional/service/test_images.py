@@ -1,12 +1,10 @@
 """Images of any qemu-img format in and out, embedded and through the service."""
 
 import os
-import pty
-import subprocess
 
 import pytest
 
-from tests.functional.cli.support import TIMEOUT, env_for, evs, evs_cmd, one_line_error
+from tests.functional.cli.support import evs, evs_on_terminal, one_line_error
 from tests.functional.nbd.nbd_clients import requires, run
 from tests.functional.service.support import MiB, ok
 
@@ -73,29 +71,6 @@ def test_bad_images_fail_clearly_and_change_nothing(request, state, with_service
 def test_import_through_the_service_draws_qemu_img_progress_on_a_terminal(service, state):
     image = _qcow2(os.path.join(state, "in.qcow2"))
     ok(state, "volume", "create", "--size", "1", "--name", "v")
-    main, terminal = pty.openpty()
-    try:
-        proc = subprocess.run(
-            evs_cmd("volume", "import", "v", image),
-            env=env_for(state),
-            stdout=subprocess.PIPE,
-            stderr=terminal,
-            timeout=TIMEOUT,
-        )
-        os.close(terminal)
-        terminal = None
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:  # EIO: the other side is closed and drained
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        if terminal is not None:
-            os.close(terminal)
-        os.close(main)
+    proc, drawn = evs_on_terminal(state, "volume", "import", "v", image)
     assert proc.returncode == 0
     assert b"100.00/100%" in drawn
