@@ -21,6 +21,10 @@ class ChunkStore:
         self.chunk_size = chunk_size
         self.pool_name = pool_name
         self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        # A volume's chunks lie anywhere in the file, so the kernel's sequential readahead
+        # would guess wrong; worse, it fills the cache with large folios that make every
+        # later small overwrite walk the whole folio. Reads ask for exactly what they need.
+        os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
         self.resize(capacity_chunks)
         self._can_punch = True
 
@@ -49,16 +53,6 @@ class ChunkStore:
                 done += os.pwrite(self.fd, memoryview(data)[done:], position + done)
         except OSError as err:
             raise self._full(err) from err
-
-    def writev(self, position: int, buffers: list) -> None:
-        total = sum(len(b) for b in buffers)
-        try:
-            done = os.pwritev(self.fd, buffers, position)
-        except OSError as err:
-            raise self._full(err) from err
-        if done < total:
-            flat = b"".join(bytes(b) for b in buffers)
-            self.write(position + done, flat[done:])
 
     def zero(self, position: int, length: int) -> None:
         """Make a byte range read as zeros, giving its space back to the file system."""

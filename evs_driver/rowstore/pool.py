@@ -554,10 +554,13 @@ class Pool:
                 self._data.release(target)
 
     def _write_data(self, plan) -> None:
-        """Write each planned piece: in place, into a fresh chunk, or redirected with its old bytes."""
+        """Write each planned piece: in place, into a fresh chunk, or redirected with its old bytes.
+
+        One ``pwrite`` per chunk, never one across chunks: the page cache sizes a folio by
+        the write that creates it, and a small overwrite later walks every block of its
+        folio (ext4 with large folios), so chunk-sized folios keep 4 KiB writes cheap.
+        """
         size = self.chunk_size
-        batch_position, batch = -1, []
-        batch_end = -1
         for _, in_offset, piece, target, old, leaf in plan:
             position = target * size + in_offset
             if leaf is not None and old and len(piece) < size:
@@ -566,21 +569,7 @@ class Pool:
                 self._chunks.readinto((old - 1) * size, memoryview(merged))
                 merged[in_offset : in_offset + len(piece)] = piece
                 position, piece = target * size, merged
-            if batch and position == batch_end and len(batch) < 512:
-                batch.append(piece)
-                batch_end += len(piece)
-                continue
-            if batch:
-                self._flush_batch(batch_position, batch)
-            batch_position, batch, batch_end = position, [piece], position + len(piece)
-        if batch:
-            self._flush_batch(batch_position, batch)
-
-    def _flush_batch(self, position: int, batch: list) -> None:
-        if len(batch) == 1:
-            self._chunks.write(position, batch[0])
-        else:
-            self._chunks.writev(position, batch)
+            self._chunks.write(position, piece)
 
     def discard(self, name: str, offset: int, length: int) -> None:
         """Unmap a range; it reads as zeros afterwards (also the way to write zeros)."""

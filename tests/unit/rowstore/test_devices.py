@@ -174,3 +174,23 @@ def test_a_hole_between_physically_adjacent_chunks_reads_as_zeros(pool):
     pool.write("v", 0, b"a" * CHUNK)  # chunk n
     pool.write("v", 2 * CHUNK, b"c" * CHUNK)  # chunk n + 1, two slots further on
     assert pool.read("v", 0, 3 * CHUNK) == b"a" * CHUNK + bytes(CHUNK) + b"c" * CHUNK
+
+
+@pytest.mark.parametrize("rewrite", [False, True], ids=["allocating", "in-place"])
+def test_a_write_reaches_the_data_file_one_chunk_at_a_time(pool, monkeypatch, rewrite):
+    # Why it matters: the page cache sizes folios by the writes that create them, and a
+    # small overwrite walks its whole folio, so a write across chunks must not be merged.
+    pool.create_volume("v", 16 * CHUNK)
+    if rewrite:
+        pool.write("v", 0, b"o" * 16 * CHUNK)
+    calls = []
+    write = pool._chunks.write  # a spy: records each call, then does the real write
+    monkeypatch.setattr(
+        pool._chunks,
+        "write",
+        lambda position, data: (calls.append((position, len(data))), write(position, data)),
+    )
+    pool.write("v", CHUNK // 2, b"n" * 5 * CHUNK)
+    assert calls and all(p // CHUNK == (p + n - 1) // CHUNK for p, n in calls)
+    assert sum(n for _, n in calls) >= 5 * CHUNK
+    assert pool.read("v", CHUNK // 2, 5 * CHUNK) == b"n" * 5 * CHUNK
