@@ -7,8 +7,8 @@ persisted garbage table lets the next open carry on.
 """
 
 
-def collect_batch(pool, budget: int) -> bool:
-    """Collect up to ``budget`` garbage nodes; return True while garbage remains."""
+def collect_batch(pool, budget: int) -> tuple[int, bool]:
+    """Collect up to ``budget`` garbage nodes; return how many, and whether garbage remains."""
     with pool._lock:
         nodes, data = pool._nodes, pool._data
         done = 0
@@ -27,4 +27,4 @@ def collect_batch(pool, budget: int) -> bool:
             done += 1
         if done:
             pool._dirty = True
-        return bool(nodes.garbage)
+        return done, bool(nodes.garbage)

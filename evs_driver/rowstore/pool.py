@@ -634,15 +634,20 @@ class Pool:
 
     def flush(self) -> None:
         """Make every write that returned before this call durable."""
-        with self._lock:
-            if self._dirty:
-                self._commit_locked()
-                return
-        self._chunks.sync()
+        if self._dirty:
+            self._commit()
+        else:
+            self._chunks.sync()
 
     # -- commit, collection, checking ------------------------------------------------------
     def commit(self) -> None:
         """Write all pending metadata (data first); what ``flush`` does when metadata changed."""
+        self._commit()
+
+    def _commit(self) -> None:
+        # Write the dirty data out before taking the lock, so writers are not stalled by
+        # the bulk of it; the sync inside the commit then only covers what came since.
+        self._chunks.sync()
         with self._lock:
             self._commit_locked()
 
@@ -681,17 +686,18 @@ class Pool:
         """Commit about once a commit interval and collect garbage a batch at a time."""
         while not self._stop.wait(min(self._commit_interval, 0.25)):
             try:
-                more = collector.collect_batch(self, budget=64)
-                with self._lock:
-                    due = time.monotonic() - self._last_commit >= self._commit_interval
-                    if self._dirty and (due or more is False):
-                        self._commit_locked()
+                collected, more = collector.collect_batch(self, budget=64)
+                due = time.monotonic() - self._last_commit >= self._commit_interval
+                # Commit when due, or at once when collection just finished: freed space
+                # becomes reusable only after a commit.
+                if self._dirty and (due or (collected and not more)):
+                    self._commit()
             except Exception:  # keep the pool usable; the next commit retries
                 LOG.exception("Background commit of pool %s failed", self.path)
 
     def collect(self) -> None:
         """Free everything deleted devices held alone, now, and commit."""
-        while collector.collect_batch(self, budget=1024):
+        while collector.collect_batch(self, budget=1024)[1]:
             pass
         self.commit()
 
