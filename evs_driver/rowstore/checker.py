@@ -6,7 +6,9 @@ Reads the committed metadata only. Reports:
   freed while still in use);
 - leaks: a stored count higher than the references found (space that is never freed), and
   node rows that nothing reaches;
-- per device: the mapped-chunk count and any mapping past the device's size.
+- per device: the mapped-chunk count and any mapping past the device's size;
+- overlays that nothing maps, whose base is missing or an overlay itself, or whose valid
+  mask is empty or full (each overlay's reference on its base is part of the counts).
 """
 
 from array import array
@@ -14,6 +16,7 @@ from collections import Counter
 
 from evs_driver.backends.base import CheckReport
 from evs_driver.rowstore.nodes import height_for
+from evs_driver.rowstore.overlays import FULL
 from evs_driver.rowstore.spacemap import PAGE_ENTRIES
 
 
@@ -138,6 +141,7 @@ def check(meta) -> CheckReport:
             problems.append(f"device {name} records {mapped} mapped chunks but maps {actual}")
         if root and walker.mapped_beyond(root, height_for(chunks, bits) - 1, 0, chunks):
             problems.append(f"device {name} maps chunks past its size of {size} bytes")
+    _check_overlays(meta.overlays(), walker, problems)
     _compare("node", _stored_counts(meta.pages("node")), walker.node_refs, problems, offset=1)
     _compare("chunk", _stored_counts(meta.pages("data")), walker.data_refs, problems, offset=0)
     for node_id in garbage:
@@ -150,6 +154,22 @@ def check(meta) -> CheckReport:
         f"{len(walker.data_refs)} chunks in use, {len(garbage)} nodes awaiting collection"
     )
     return CheckReport(tuple(problems), summary)
+
+
+def _check_overlays(rows: dict[int, tuple[int, int]], walker: _Walker, problems: list[str]):
+    for chunk, (base, valid) in sorted(rows.items()):
+        if not walker.data_refs.get(chunk):
+            problems.append(f"leak: overlay chunk {chunk} is recorded but nothing maps it")
+        if base >= walker.limit:
+            problems.append(
+                f"dangling pointer: overlay chunk {chunk} has base {base} "
+                f"beyond the allocated data ({walker.limit} chunks)"
+            )
+        elif base in rows:
+            problems.append(f"overlay chunk {chunk} has base {base}, itself an overlay")
+        if not 0 < valid < FULL:
+            problems.append(f"overlay chunk {chunk} has valid-block mask {valid:#x}")
+        walker.data_refs[base] += 1
 
 
 def _compare(

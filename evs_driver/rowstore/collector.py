@@ -10,7 +10,7 @@ persisted garbage table lets the next open carry on.
 def collect_batch(pool, budget: int) -> tuple[int, bool]:
     """Collect up to ``budget`` garbage nodes; return how many, and whether garbage remains."""
     with pool._lock:
-        nodes, data = pool._nodes, pool._data
+        nodes = pool._nodes
         done = 0
         while nodes.garbage and done < budget:
             node_id = next(iter(nodes.garbage))
@@ -21,8 +21,8 @@ def collect_batch(pool, budget: int) -> tuple[int, bool]:
                         nodes.drop(child)
             else:
                 for entry in node.entries:
-                    if entry and not data.dec(entry - 1):
-                        data.release(entry - 1)
+                    if entry:
+                        pool._drop_chunk(entry - 1)
             nodes.free(node_id)
             done += 1
         if done:

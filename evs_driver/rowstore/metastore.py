@@ -7,7 +7,9 @@ consistent generation of the metadata: the last committed one.
 
 import sqlite3
 
-FORMAT_VERSION = 1
+from evs_driver import exception
+
+FORMAT_VERSION = 2  # 2: overlays (pools of version 1 are upgraded when opened)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pool (key TEXT PRIMARY KEY, value NOT NULL);
@@ -26,6 +28,9 @@ CREATE TABLE IF NOT EXISTS refcounts (
     space TEXT NOT NULL, page INTEGER NOT NULL, counts BLOB NOT NULL, PRIMARY KEY (space, page)
 );
 CREATE TABLE IF NOT EXISTS garbage (id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS overlays (
+    chunk INTEGER PRIMARY KEY, base INTEGER NOT NULL, valid INTEGER NOT NULL
+);
 """
 
 DEVICE_COLUMNS = "id, name, kind, size, root, origin, mapped, created_at"
@@ -46,13 +51,33 @@ class MetaStore:
 
     def create_schema(self, settings: dict) -> None:
         with self.transaction():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self.db.execute(statement)
+            self._create_tables()
             self.db.executemany(
                 "INSERT INTO pool (key, value) VALUES (?, ?)",
                 [("format_version", FORMAT_VERSION), *settings.items()],
             )
+
+    def upgrade(self, path: str) -> None:
+        """Bring an older pool's schema up to this version; refuse a newer one."""
+        version = int(self.settings().get("format_version", 1))
+        if version > FORMAT_VERSION:
+            raise exception.InvalidPool(
+                path=path,
+                reason=f"its format version {version} is newer than this evs_driver "
+                f"supports ({FORMAT_VERSION})",
+            )
+        if version < FORMAT_VERSION:
+            with self.transaction():
+                self._create_tables()
+                self.db.execute(
+                    "INSERT OR REPLACE INTO pool (key, value) VALUES ('format_version', ?)",
+                    (FORMAT_VERSION,),
+                )
+
+    def _create_tables(self) -> None:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                self.db.execute(statement)
 
     def transaction(self):
         return _Transaction(self.db)
@@ -67,6 +92,10 @@ class MetaStore:
     def pages(self, space: str) -> dict[int, bytes]:
         rows = self.db.execute("SELECT page, counts FROM refcounts WHERE space = ?", (space,))
         return dict(rows)
+
+    def overlays(self) -> dict[int, tuple[int, int]]:
+        rows = self.db.execute("SELECT chunk, base, valid FROM overlays")
+        return {chunk: (base, valid) for chunk, base, valid in rows}
 
     def garbage(self) -> set[int]:
         return {row[0] for row in self.db.execute("SELECT id FROM garbage")}
@@ -99,6 +128,13 @@ class MetaStore:
                 change.pages,
             )
             db.executemany(
+                "DELETE FROM overlays WHERE chunk = ?", ((c,) for c in change.gone_overlays)
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO overlays (chunk, base, valid) VALUES (?, ?, ?)",
+                change.overlays,
+            )
+            db.executemany(
                 "DELETE FROM devices WHERE id = ?", ((i,) for i in change.deleted_devices)
             )
             db.executemany(
@@ -118,6 +154,8 @@ class Change:
         self.deleted_nodes: list[int] = []
         self.garbage: list[int] = []
         self.pages: list[tuple[str, int, bytes]] = []
+        self.overlays: list[tuple[int, int, int]] = []
+        self.gone_overlays: list[int] = []
         self.devices: list[tuple] = []
         self.deleted_devices: list[int] = []
         self.settings: dict = {}

@@ -20,7 +20,7 @@ import time
 
 from evs_driver import exception
 from evs_driver.backends.base import CheckReport
-from evs_driver.rowstore import checker, collector
+from evs_driver.rowstore import checker, collector, overlays
 from evs_driver.rowstore.chunkstore import ChunkStore
 from evs_driver.rowstore.devices import (
     DEFAULT_CHUNK_SIZE,
@@ -37,6 +37,7 @@ from evs_driver.rowstore.devices import (
 from evs_driver.rowstore.lockfile import PoolLock
 from evs_driver.rowstore.metastore import Change, MetaStore
 from evs_driver.rowstore.nodes import DEFAULT_BITS, NodeStore, height_for
+from evs_driver.rowstore.overlays import Overlays
 from evs_driver.rowstore.spacemap import SpaceMap
 from evs_driver.rowstore.tree import find_leaf, grow, lookup_run, prune, writable_path
 
@@ -130,8 +131,11 @@ class Pool:
 
     def _load(self, meta_path: str) -> None:
         self._meta = MetaStore(meta_path)
+        self._meta.upgrade(self.path)
         settings = self._meta.settings()
         self.chunk_size = int(settings["chunk_size"])
+        self._block = self.chunk_size // overlays.BLOCKS
+        self._overlays = Overlays(self._meta.overlays())
         self.capacity_chunks = int(settings["capacity_chunks"])
         self.capacity = self.capacity_chunks * self.chunk_size
         self._next_device_id = int(settings["next_device_id"])
@@ -412,13 +416,21 @@ class Pool:
                 entries = lookup_run(
                     self._nodes, device.root, self._height(device.size), first, count
                 )
+                rows = self._overlays.rows
+                found = {e - 1: rows[e - 1] for e in entries if e and e - 1 in rows} if rows else {}
             # Coalesce physically consecutive pieces into one preadv each.
             run_position = run_start = run_end = -1
             for index, entry in enumerate(entries):
                 start = max(offset, (first + index) * size) - offset
                 end = min(offset + length, (first + index + 1) * size) - offset
-                if not entry:
-                    view[start:end] = bytes(end - start)
+                if not entry or entry - 1 in found:
+                    if entry:
+                        base, valid = found[entry - 1]
+                        self._read_overlay(
+                            entry - 1, base, valid, (offset + start) % size, view[start:end]
+                        )
+                    else:
+                        view[start:end] = bytes(end - start)
                     if run_start >= 0:
                         self._chunks.readinto(run_position, view[run_start:run_end])
                         run_start = -1
@@ -432,6 +444,22 @@ class Pool:
                 run_position, run_start, run_end = position, start, end
             if run_start >= 0:
                 self._chunks.readinto(run_position, view[run_start:run_end])
+
+    def _read_overlay(self, chunk: int, base: int, valid: int, in_offset: int, view) -> None:
+        """Read bytes of an overlay: valid blocks from it, the others from its base."""
+        size = self.chunk_size
+        for start, end, in_overlay in overlays.segments(self._block, valid, in_offset, len(view)):
+            source = chunk if in_overlay else base
+            self._chunks.readinto(source * size + start, view[start - in_offset : end - in_offset])
+
+    def _read_chunk(self, chunk: int, in_offset: int, view) -> None:
+        """Read bytes of one physical chunk as its devices see them."""
+        with self._lock:
+            row = self._overlays.rows.get(chunk)
+        if row is None:
+            self._chunks.readinto(chunk * self.chunk_size + in_offset, view)
+        else:
+            self._read_overlay(chunk, row[0], row[1], in_offset, view)
 
     def write(self, name: str, offset: int, data, fua: bool = False) -> None:
         """Write ``data`` at ``offset``; with ``fua`` it is durable when this returns."""
@@ -458,7 +486,12 @@ class Pool:
             self.flush()
 
     def _plan_in_place(self, device: Device, offset: int, view: memoryview) -> list | None:
-        """The pieces of a write if every one lands in place on an unshared chunk, else None."""
+        """The pieces of a write if every one lands in place on an unshared chunk, else None.
+
+        A plan item is ``(vchunk, in_offset, piece, target, old entry, leaf, new_valid)``:
+        ``leaf`` is set when the mapping changes, ``new_valid`` when the target is an overlay
+        that gains those blocks.
+        """
         size, mask, bits = self.chunk_size, self._nodes.mask, self._bits
         end = offset + len(view)
         plan = []
@@ -470,19 +503,30 @@ class Pool:
                     leaf_key = vchunk >> bits
                     leaf = self._exclusive_leaf(device, height, vchunk)
                 entry = leaf.entries[vchunk & mask] if leaf else 0
-                if not entry or self._data.get(entry - 1) != 1:
-                    return None
                 start = max(offset, vchunk * size)
                 piece = view[start - offset : min(end, (vchunk + 1) * size) - offset]
-                plan.append((vchunk, start - vchunk * size, piece, entry - 1, entry, None))
+                # Only writes that change no metadata run here, beside reads of the device.
+                if self._new_valid(entry, start - vchunk * size, len(piece)) != 0:
+                    return None
+                plan.append((vchunk, start - vchunk * size, piece, entry - 1, entry, None, 0))
         return plan
+
+    def _new_valid(self, entry: int, in_offset: int, length: int) -> int | None:
+        """For a write into a mapped, unshared chunk: the overlay blocks it newly makes valid
+        (0 for none, or for a plain chunk); None when the chunk is unmapped or shared."""
+        if not entry or self._data.get(entry - 1) != 1:
+            return None
+        row = self._overlays.rows.get(entry - 1)
+        if row is None:
+            return 0
+        return overlays.block_mask(self._block, in_offset, length) & ~row[1]
 
     def _write_locked(self, device: Device, offset: int, view: memoryview) -> None:
         size = self.chunk_size
         length = len(view)
         first = offset // size
         last = (offset + length - 1) // size
-        plan = []  # (vchunk, in_chunk_offset, piece, target chunk, old entry, leaf or None)
+        plan = []  # see _plan_in_place
         mask = self._nodes.mask
         with self._lock:
             height = self._height(device.size)
@@ -492,26 +536,32 @@ class Pool:
                     start = max(offset, vchunk * size)
                     end = min(offset + length, (vchunk + 1) * size)
                     piece = view[start - offset : end - offset]
+                    in_offset = start - vchunk * size
                     if vchunk >> self._bits != leaf_key:
                         leaf_key = vchunk >> self._bits
                         leaf = self._exclusive_leaf(device, height, vchunk)
                     entry = leaf.entries[vchunk & mask] if leaf else 0
-                    if entry and self._data.get(entry - 1) == 1:
-                        plan.append((vchunk, start - vchunk * size, piece, entry - 1, entry, None))
-                        continue
-                    if leaf is None:
+                    new_valid = self._new_valid(entry, in_offset, len(piece))
+                    if new_valid is None and leaf is None:
                         path = writable_path(self._nodes, device.root, height, vchunk)
                         device.root = path[0]
                         leaf = _WritableLeaf(self._nodes.get(path[-1]), path[-1], self._nodes)
                         self._touch(device)
                         entry = leaf.entries[vchunk & mask]
-                        if entry and self._data.get(entry - 1) == 1:
-                            plan.append(
-                                (vchunk, start - vchunk * size, piece, entry - 1, entry, None)
-                            )
-                            continue
+                        new_valid = self._new_valid(entry, in_offset, len(piece))
+                    if new_valid is not None:  # in place
+                        plan.append((vchunk, in_offset, piece, entry - 1, entry, None, new_valid))
+                        continue
                     plan.append(
-                        (vchunk, start - vchunk * size, piece, self._data.allocate(), entry, leaf)
+                        (
+                            vchunk,
+                            in_offset,
+                            piece,
+                            self._data.allocate(),
+                            entry,
+                            leaf,
+                            self._redirect_valid(entry, in_offset, len(piece)),
+                        )
                     )
             except BaseException:
                 self._release_new(plan)
@@ -523,18 +573,50 @@ class Pool:
                 self._release_new(plan)
             raise
         with self._lock:
-            for vchunk, _, _, target, old, leaf in plan:
+            for vchunk, _, _, target, old, leaf, new_valid in plan:
                 if leaf is None:
+                    if new_valid:
+                        self._extend_overlay(target, new_valid)
                     continue
                 leaf.entries[vchunk & mask] = target + 1
                 leaf.mark_dirty()  # again: a commit since planning may have written it clean
                 self._data.inc(target)
-                if old:
-                    if not self._data.dec(old - 1):
-                        self._data.release(old - 1)
-                else:
+                if not old:
                     device.mapped += 1
+                elif new_valid:
+                    # The leaf's reference on the old chunk passes to the new overlay.
+                    self._overlays.set(target, old - 1, new_valid)
+                else:
+                    self._drop_chunk(old - 1)
             self._touch(device)
+
+    def _redirect_valid(self, entry: int, in_offset: int, length: int) -> int:
+        """The blocks a redirected write fills when its new chunk can be an overlay of the
+        old one (0: write a whole chunk: nothing to keep, the old one is an overlay itself,
+        or the write covers every block)."""
+        if not entry or entry - 1 in self._overlays.rows:
+            return 0
+        valid = overlays.block_mask(self._block, in_offset, length)
+        return 0 if valid == overlays.FULL else valid
+
+    def _extend_overlay(self, chunk: int, new_valid: int) -> None:
+        """Mark blocks of an unshared overlay valid; at full it becomes a plain chunk."""
+        base, valid = self._overlays.rows[chunk]
+        valid |= new_valid
+        if valid == overlays.FULL:
+            self._overlays.remove(chunk)
+            self._drop_chunk(base)
+        else:
+            self._overlays.set(chunk, base, valid)
+        self._dirty = True
+
+    def _drop_chunk(self, chunk: int) -> None:
+        """Drop one reference to a chunk; at zero free it, and its overlay's hold on a base."""
+        if not self._data.dec(chunk):
+            self._data.release(chunk)
+            base = self._overlays.remove(chunk)
+            if base is not None:
+                self._drop_chunk(base)
 
     def _exclusive_leaf(self, device: Device, height: int, vchunk: int):
         """The leaf for ``vchunk`` if no node above it is shared, else None."""
@@ -549,27 +631,47 @@ class Pool:
         return _WritableLeaf(nodes.get(node_id), node_id, nodes)
 
     def _release_new(self, plan) -> None:
-        for _, _, _, target, _, leaf in plan:
+        for _, _, _, target, _, leaf, _ in plan:
             if leaf is not None:
                 self._data.release(target)
 
     def _write_data(self, plan) -> None:
-        """Write each planned piece: in place, into a fresh chunk, or redirected with its old bytes.
+        """Write each planned piece: in place, into a fresh chunk, as an overlay, or redirected
+        whole with the old chunk's other bytes.
 
         One ``pwrite`` per chunk, never one across chunks: the page cache sizes a folio by
         the write that creates it, and a small overwrite later walks every block of its
         folio (ext4 with large folios), so chunk-sized folios keep 4 KiB writes cheap.
         """
         size = self.chunk_size
-        for _, in_offset, piece, target, old, leaf in plan:
+        for _, in_offset, piece, target, old, leaf, new_valid in plan:
             position = target * size + in_offset
-            if leaf is not None and old and len(piece) < size:
-                # Redirect of a partial chunk: the new chunk gets the old chunk's other bytes.
+            if new_valid:
+                # Overlay blocks are written whole; a partly written block gets the rest of
+                # its bytes from what the old chunk shows there.
+                in_offset, piece = self._whole_blocks(old - 1, in_offset, piece)
+                position = target * size + in_offset
+            elif leaf is not None and old and len(piece) < size:
                 merged = bytearray(size)
-                self._chunks.readinto((old - 1) * size, memoryview(merged))
+                self._read_chunk(old - 1, 0, memoryview(merged))
                 merged[in_offset : in_offset + len(piece)] = piece
                 position, piece = target * size, merged
             self._chunks.write(position, piece)
+
+    def _whole_blocks(self, source: int, in_offset: int, piece) -> tuple[int, object]:
+        """``piece`` widened to whole overlay blocks, the edges read from chunk ``source``."""
+        block = self._block
+        end = in_offset + len(piece)
+        low, high = in_offset // block * block, -(-end // block) * block
+        if low == in_offset and high == end:
+            return in_offset, piece
+        widened = memoryview(bytearray(high - low))
+        if low < in_offset:
+            self._read_chunk(source, low, widened[:block])
+        if high > end:
+            self._read_chunk(source, high - block, widened[-block:])
+        widened[in_offset - low : end - low] = piece
+        return low, widened
 
     def discard(self, name: str, offset: int, length: int) -> None:
         """Unmap a range; it reads as zeros afterwards (also the way to write zeros)."""
@@ -622,8 +724,7 @@ class Pool:
                 if entry:
                     entries[slot] = 0
                     device.mapped -= 1
-                    if not self._data.dec(entry - 1):
-                        self._data.release(entry - 1)
+                    self._drop_chunk(entry - 1)
             device.root = prune(self._nodes, path, vchunk)
             self._touch(device)
             vchunk = leaf_end
@@ -660,6 +761,7 @@ class Pool:
         change.garbage = [i for i in nodes.new_garbage if i in nodes.garbage]
         change.pages = [("data", n, self._data.page_bytes(n)) for n in self._data.dirty_pages]
         change.pages += [("node", n, nodes.refs.page_bytes(n)) for n in nodes.refs.dirty_pages]
+        change.overlays, change.gone_overlays = self._overlays.changes()
         change.devices = [self._by_id[i].row() for i in self._dirty_devices if i in self._by_id]
         change.deleted_devices = list(self._deleted_devices)
         change.settings = {
@@ -673,6 +775,7 @@ class Pool:
         nodes.new_garbage.clear()
         self._data.dirty_pages.clear()
         nodes.refs.dirty_pages.clear()
+        self._overlays.dirty.clear()
         self._dirty_devices.clear()
         self._deleted_devices.clear()
         self._dirty = False
@@ -725,7 +828,12 @@ class Pool:
                 if node.level:
                     stack.extend(c for c in node.entries if c and nodes.count(c) == 1)
                 else:
-                    chunks += sum(1 for e in node.entries if e and data.get(e - 1) == 1)
+                    for entry in node.entries:
+                        if entry and data.get(entry - 1) == 1:
+                            chunks += 1
+                            # A base only this overlay holds goes with it.
+                            row = self._overlays.rows.get(entry - 1)
+                            chunks += bool(row and data.get(row[0]) == 1)
             return chunks * self.chunk_size
 
     def usage(self) -> PoolUsage:

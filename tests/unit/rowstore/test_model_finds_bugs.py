@@ -39,13 +39,43 @@ def _leaf_ignoring_shared_parents(self, device, height, vchunk):
     return pool._WritableLeaf(self._nodes.get(node_id), node_id, self._nodes)
 
 
+def _overlay_read_ignoring_base(self, chunk, base, valid, in_offset, view):
+    """Reads every block of an overlay from the overlay, as if all were valid."""
+    self._chunks.readinto(chunk * self.chunk_size + in_offset, view)
+
+
+def _drop_forgetting_overlay_base(self, chunk):
+    """Frees an overlay without dropping its reference on its base."""
+    if not self._data.dec(chunk):
+        self._data.release(chunk)
+        self._overlays.remove(chunk)
+
+
+def _edges_not_filled(self, source, in_offset, piece):
+    """Writes a partial block of an overlay without the base's bytes around it."""
+    block = self._block
+    low = in_offset // block * block
+    widened = bytearray(-(-(in_offset + len(piece)) // block) * block - low)
+    widened[in_offset - low : in_offset - low + len(piece)] = piece
+    return low, widened
+
+
 @pytest.mark.parametrize(
     "target, attribute, bug",
     [
         (nodes.NodeStore, "writable", _copy_without_child_refs),
         (pool.Pool, "_exclusive_leaf", _leaf_ignoring_shared_parents),
+        (pool.Pool, "_read_overlay", _overlay_read_ignoring_base),
+        (pool.Pool, "_drop_chunk", _drop_forgetting_overlay_base),
+        (pool.Pool, "_whole_blocks", _edges_not_filled),
     ],
-    ids=["shadow-forgets-child-refs", "in-place-write-under-shared-node"],
+    ids=[
+        "shadow-forgets-child-refs",
+        "in-place-write-under-shared-node",
+        "overlay-read-ignores-base",
+        "overlay-free-keeps-base",
+        "overlay-edges-not-filled",
+    ],
 )
 def test_model_catches_planted_bug(monkeypatch, target, attribute, bug):
     monkeypatch.setattr(target, attribute, bug)

@@ -1,0 +1,166 @@
+"""Overlays: the first small write after a snapshot writes its blocks, not a whole chunk."""
+
+import sqlite3
+
+import pytest
+
+from evs_driver import exception
+from evs_driver.rowstore import Pool, overlays
+from tests.unit.rowstore.conftest import CHUNK
+
+BLOCK = CHUNK // overlays.BLOCKS
+
+
+def _old_and_snapshot(pool):
+    pool.create_volume("v", 4 * CHUNK)
+    pool.write("v", 0, b"o" * 4 * CHUNK)
+    pool.create_snapshot("v", "s")
+
+
+def _spy_writes(pool, monkeypatch) -> list:
+    calls = []
+    write = pool._chunks.write  # a spy: records each call, then does the real write
+    monkeypatch.setattr(
+        pool._chunks,
+        "write",
+        lambda position, data: (calls.append((position, len(data))), write(position, data)),
+    )
+    return calls
+
+
+@pytest.mark.parametrize(
+    "offset, length",
+    [(0, BLOCK), (3 * BLOCK, 2 * BLOCK), (BLOCK + 7, 10), (BLOCK - 3, 6), (CHUNK - 1, 1)],
+)
+def test_a_small_write_after_a_snapshot_writes_only_its_blocks(pool, monkeypatch, offset, length):
+    _old_and_snapshot(pool)
+    calls = _spy_writes(pool, monkeypatch)
+    pool.write("v", offset, b"n" * length)
+    touched = overlays.block_mask(BLOCK, offset, length).bit_count() * BLOCK
+    assert sum(n for _, n in calls) == touched < CHUNK
+    expected = bytearray(b"o" * 4 * CHUNK)
+    expected[offset : offset + length] = b"n" * length
+    assert pool.read("v", 0, 4 * CHUNK) == expected
+    assert pool.read("s", 0, 4 * CHUNK) == b"o" * 4 * CHUNK
+    assert not pool.check().problems
+
+
+def test_an_overlay_survives_reopening(pool):
+    _old_and_snapshot(pool)
+    pool.write("v", BLOCK + 1, b"n")
+    pool.flush()
+    path = pool.path
+    pool.close()
+    with Pool.open(path, background=False) as again:
+        assert again.read("v", 0, 2 * BLOCK) == b"o" * (BLOCK + 1) + b"n" + b"o" * (BLOCK - 2)
+        assert again.read("s", 0, CHUNK) == b"o" * CHUNK
+        assert not again.check().problems
+
+
+def test_filling_every_block_makes_a_plain_chunk_and_lets_the_base_go(pool):
+    _old_and_snapshot(pool)
+    used = pool.usage().used_bytes
+    for block in range(overlays.BLOCKS):
+        pool.write("v", block * BLOCK, bytes([block]) * BLOCK)
+    assert not pool._overlays.rows
+    assert pool.usage().used_bytes == used + CHUNK
+    pool.delete("s")
+    pool.collect()
+    assert pool.usage().used_bytes == used
+    assert pool.read("v", 0, CHUNK) == b"".join(bytes([b]) * BLOCK for b in range(16))
+    assert not pool.check().problems
+
+
+def test_deleting_the_snapshot_keeps_the_base_for_the_overlay(pool):
+    _old_and_snapshot(pool)
+    pool.write("v", 5, b"n")
+    pool.delete("s")
+    pool.collect()
+    assert pool.read("v", 0, 8) == b"ooooonoo"
+    assert pool.read("v", CHUNK - 4, 4) == b"oooo"
+    # Deleting the volume frees the overlay and the base it alone holds.
+    assert pool.exclusive_bytes("v") == 5 * CHUNK
+    used = pool.usage().used_bytes
+    pool.delete("v")
+    pool.collect()
+    assert used - pool.usage().used_bytes == 5 * CHUNK == used
+    assert not pool.check().problems
+
+
+def test_a_snapshot_of_an_overlay_then_a_write_copies_it_whole(pool):
+    _old_and_snapshot(pool)
+    pool.write("v", 0, b"1")
+    pool.create_snapshot("v", "s1")
+    pool.write("v", 2 * BLOCK, b"2")
+    assert pool.read("v", 0, 2 * BLOCK + 1) == b"1" + b"o" * (2 * BLOCK - 1) + b"2"
+    assert pool.read("s1", 0, 2 * BLOCK + 1) == b"1" + b"o" * 2 * BLOCK
+    assert pool.read("s", 0, 2 * BLOCK + 1) == b"o" * (2 * BLOCK + 1)
+    assert all(base not in pool._overlays.rows for base, _ in pool._overlays.rows.values())
+    assert not pool.check().problems
+
+
+def test_reverting_and_cloning_see_overlays_like_any_chunk(pool):
+    _old_and_snapshot(pool)
+    pool.write("v", 3, b"n")
+    pool.create_snapshot("v", "s1")
+    pool.clone("s1", "c")
+    pool.revert("v", "s")
+    assert pool.read("v", 0, 5) == b"ooooo"
+    assert pool.read("c", 0, 5) == b"ooono"
+    pool.write("c", 4, b"m")  # c shares the overlay with s1: redirected whole
+    assert pool.read("c", 0, 5) == b"ooonm"
+    assert pool.read("s1", 0, 5) == b"ooono"
+    assert not pool.check().problems
+
+
+def test_discarding_part_of_an_overlay_reads_zeros_there(pool):
+    _old_and_snapshot(pool)
+    pool.write("v", 0, b"n")
+    pool.discard("v", 10, 20)
+    assert pool.read("v", 0, 40) == b"n" + b"o" * 9 + bytes(20) + b"o" * 10
+    pool.discard("v", 0, CHUNK)
+    assert pool.read("v", 0, CHUNK) == bytes(CHUNK)
+    assert not pool._overlays.rows
+    assert not pool.check().problems
+
+
+def test_the_checker_reports_a_broken_overlay_row(pool):
+    _old_and_snapshot(pool)
+    pool.write("v", 0, b"n")
+    pool.flush()
+    ((chunk, (base, valid)),) = pool._overlays.rows.items()
+    db = sqlite3.connect(pool._meta.path)
+    with db:
+        db.execute("UPDATE overlays SET valid = ? WHERE chunk = ?", (overlays.FULL, chunk))
+        db.execute("INSERT INTO overlays VALUES (?, ?, 1)", (base, chunk))
+    db.close()
+    problems = "\n".join(pool._check_committed().problems)
+    assert f"overlay chunk {chunk} has valid-block mask" in problems
+    assert f"overlay chunk {base} has base {chunk}, itself an overlay" in problems
+    assert "double reference" in problems
+
+
+def test_a_pool_of_a_newer_format_is_refused(tmp_path):
+    path = str(tmp_path / "pool")
+    Pool.create(path, 16 * CHUNK, CHUNK, background=False).close()
+    db = sqlite3.connect(f"{path}/metadata.sqlite")
+    with db:
+        db.execute("UPDATE pool SET value = 99 WHERE key = 'format_version'")
+    db.close()
+    with pytest.raises(exception.InvalidPool, match="format version 99 is newer"):
+        Pool.open(path)
+
+
+def test_a_format_1_pool_is_upgraded_when_opened(tmp_path):
+    path = str(tmp_path / "pool")
+    with Pool.create(path, 16 * CHUNK, CHUNK, background=False) as pool:
+        _old_and_snapshot(pool)
+    db = sqlite3.connect(f"{path}/metadata.sqlite")
+    with db:
+        db.execute("DROP TABLE overlays")
+        db.execute("UPDATE pool SET value = 1 WHERE key = 'format_version'")
+    db.close()
+    with Pool.open(path, background=False) as pool:
+        pool.write("v", 1, b"n")
+        assert pool.read("v", 0, 3) == b"ono"
+        assert not pool.check().problems
