@@ -584,19 +584,28 @@ class Pool:
                 if not old:
                     device.mapped += 1
                 elif new_valid:
-                    # The leaf's reference on the old chunk passes to the new overlay.
-                    self._overlays.set(target, old - 1, new_valid)
+                    row = self._overlays.rows.get(old - 1)
+                    if row is None:
+                        # The leaf's reference on the old chunk passes to the new overlay.
+                        self._overlays.set(target, old - 1, new_valid)
+                    else:
+                        self._overlays.set(target, row[0], new_valid)
+                        self._data.inc(row[0])
+                        self._drop_chunk(old - 1)
                 else:
                     self._drop_chunk(old - 1)
             self._touch(device)
 
     def _redirect_valid(self, entry: int, in_offset: int, length: int) -> int:
-        """The blocks a redirected write fills when its new chunk can be an overlay of the
-        old one (0: write a whole chunk: nothing to keep, the old one is an overlay itself,
-        or the write covers every block)."""
-        if not entry or entry - 1 in self._overlays.rows:
+        """The valid blocks of the overlay a redirected write makes, or 0 for a whole chunk
+        (nothing to keep, or every block would be valid). Redirecting an overlay makes an
+        overlay of the same base, with the old overlay's blocks carried over."""
+        if not entry:
             return 0
         valid = overlays.block_mask(self._block, in_offset, length)
+        row = self._overlays.rows.get(entry - 1)
+        if row is not None:
+            valid |= row[1]
         return 0 if valid == overlays.FULL else valid
 
     def _extend_overlay(self, chunk: int, new_valid: int) -> None:
@@ -647,6 +656,8 @@ class Pool:
         for _, in_offset, piece, target, old, leaf, new_valid in plan:
             position = target * size + in_offset
             if new_valid:
+                if leaf is not None:
+                    self._carry_blocks(old - 1, target, in_offset, len(piece))
                 # Overlay blocks are written whole; a partly written block gets the rest of
                 # its bytes from what the old chunk shows there.
                 in_offset, piece = self._whole_blocks(old - 1, in_offset, piece)
@@ -657,6 +668,20 @@ class Pool:
                 merged[in_offset : in_offset + len(piece)] = piece
                 position, piece = target * size, merged
             self._chunks.write(position, piece)
+
+    def _carry_blocks(self, old: int, target: int, in_offset: int, length: int) -> None:
+        """Copy an old overlay's valid blocks that a write does not cover to its successor."""
+        with self._lock:
+            row = self._overlays.rows.get(old)
+        if row is None:
+            return
+        size = self.chunk_size
+        carry = row[1] & ~overlays.block_mask(self._block, in_offset, length)
+        for start, end, valid in overlays.segments(self._block, carry, 0, size):
+            if valid:
+                blocks = memoryview(bytearray(end - start))
+                self._chunks.readinto(old * size + start, blocks)
+                self._chunks.write(target * size + start, blocks)
 
     def _whole_blocks(self, source: int, in_offset: int, piece) -> tuple[int, object]:
         """``piece`` widened to whole overlay blocks, the edges read from chunk ``source``."""

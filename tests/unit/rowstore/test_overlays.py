@@ -87,15 +87,26 @@ def test_deleting_the_snapshot_keeps_the_base_for_the_overlay(pool):
     assert not pool.check().problems
 
 
-def test_a_snapshot_of_an_overlay_then_a_write_copies_it_whole(pool):
+def test_writing_a_snapshotted_overlay_makes_an_overlay_of_the_same_base(pool, monkeypatch):
     _old_and_snapshot(pool)
     pool.write("v", 0, b"1")
+    ((first, (base, _)),) = pool._overlays.rows.items()
     pool.create_snapshot("v", "s1")
+    calls = _spy_writes(pool, monkeypatch)
     pool.write("v", 2 * BLOCK, b"2")
+    # Only block 0 (carried over) and block 2 (written) reach the new chunk.
+    assert sum(n for _, n in calls) == 2 * BLOCK
+    assert pool._overlays.rows[first][0] == base
+    (second,) = set(pool._overlays.rows) - {first}
+    assert pool._overlays.rows[second] == (base, 0b101)
     assert pool.read("v", 0, 2 * BLOCK + 1) == b"1" + b"o" * (2 * BLOCK - 1) + b"2"
     assert pool.read("s1", 0, 2 * BLOCK + 1) == b"1" + b"o" * 2 * BLOCK
     assert pool.read("s", 0, 2 * BLOCK + 1) == b"o" * (2 * BLOCK + 1)
-    assert all(base not in pool._overlays.rows for base, _ in pool._overlays.rows.values())
+    pool.delete("s1")
+    pool.delete("s")
+    pool.collect()
+    assert list(pool._overlays.rows) == [second]
+    assert pool.read("v", 0, 2 * BLOCK + 1) == b"1" + b"o" * (2 * BLOCK - 1) + b"2"
     assert not pool.check().problems
 
 
@@ -107,7 +118,7 @@ def test_reverting_and_cloning_see_overlays_like_any_chunk(pool):
     pool.revert("v", "s")
     assert pool.read("v", 0, 5) == b"ooooo"
     assert pool.read("c", 0, 5) == b"ooono"
-    pool.write("c", 4, b"m")  # c shares the overlay with s1: redirected whole
+    pool.write("c", 4, b"m")  # c shares the overlay with s1: redirected
     assert pool.read("c", 0, 5) == b"ooonm"
     assert pool.read("s1", 0, 5) == b"ooono"
     assert not pool.check().problems
