@@ -416,16 +416,18 @@ class Pool:
                 entries = lookup_run(
                     self._nodes, device.root, self._height(device.size), first, count
                 )
-                rows = self._overlays.rows
-                found = {e - 1: rows[e - 1] for e in entries if e and e - 1 in rows} if rows else {}
+            # Rows of chunks this device maps only change under its write lock (or when
+            # freed, which our references prevent), so they can be read without _lock.
+            rows = self._overlays.rows
             # Coalesce physically consecutive pieces into one preadv each.
             run_position = run_start = run_end = -1
             for index, entry in enumerate(entries):
                 start = max(offset, (first + index) * size) - offset
                 end = min(offset + length, (first + index + 1) * size) - offset
-                if not entry or entry - 1 in found:
+                row = rows.get(entry - 1) if entry and rows else None
+                if not entry or row:
                     if entry:
-                        base, valid = found[entry - 1]
+                        base, valid = row
                         self._read_overlay(
                             entry - 1, base, valid, (offset + start) % size, view[start:end]
                         )
@@ -448,6 +450,11 @@ class Pool:
     def _read_overlay(self, chunk: int, base: int, valid: int, in_offset: int, view) -> None:
         """Read bytes of an overlay: valid blocks from it, the others from its base."""
         size = self.chunk_size
+        wanted = overlays.block_mask(self._block, in_offset, len(view))
+        if valid & wanted in (0, wanted):  # all from one chunk: the common case
+            source = chunk if valid & wanted else base
+            self._chunks.readinto(source * size + in_offset, view)
+            return
         for start, end, in_overlay in overlays.segments(self._block, valid, in_offset, len(view)):
             source = chunk if in_overlay else base
             self._chunks.readinto(source * size + start, view[start - in_offset : end - in_offset])
