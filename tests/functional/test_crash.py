@@ -100,7 +100,9 @@ def _verify(pool, replay: _Replay):
 @pytest.mark.slow
 def test_kill_9_loses_nothing_durable_and_leaks_nothing(tmp_path):
     path = str(tmp_path / "pool")
-    with Pool.create(path, 4 * workload.BLOCKS * workload.CHUNK * 8, workload.CHUNK) as pool:
+    # Chunks of four workload blocks: writes and discards after snapshots make overlays.
+    chunk = 4 * workload.CHUNK
+    with Pool.create(path, 4 * workload.BLOCKS * workload.CHUNK * 8, chunk) as pool:
         pool.create_volume("v", workload.VOLUME_SIZE)
     rng = random.Random(1234)
     blocks = [bytes(workload.CHUNK)] * workload.BLOCKS
