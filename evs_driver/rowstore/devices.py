@@ -52,6 +52,7 @@ class Device:
         "created_at",
         "lock",
         "deleted",
+        "remapping",
     )
 
     def __init__(self, id, name, kind, size, root, origin, mapped, created_at):
@@ -59,6 +60,8 @@ class Device:
         self.root, self.origin, self.mapped, self.created_at = root, origin, mapped, created_at
         self.lock = RWLock()
         self.deleted = False
+        #: The last write changed the mapping (a hint: the next one probably will too).
+        self.remapping = False
 
     def row(self) -> tuple:
         return (

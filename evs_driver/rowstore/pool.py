@@ -479,16 +479,19 @@ class Pool:
             return
         # Overwrites of unshared chunks change no metadata and only race like a disk's
         # overlapping writes, so they share the device with reads and each other; anything
-        # that allocates or redirects takes the device alone.
-        with device.lock.read():
-            self._require_alive(device)
-            plan = self._plan_in_place(device, offset, view)
-            if plan is not None:
-                self._write_data(plan)
+        # that allocates or redirects takes the device alone. Right after a snapshot most
+        # writes remap, so while they do, skip the shared attempt that would fail.
+        plan = None
+        if not device.remapping:
+            with device.lock.read():
+                self._require_alive(device)
+                plan = self._plan_in_place(device, offset, view)
+                if plan is not None:
+                    self._write_data(plan)
         if plan is None:
             with device.lock.write():
                 self._require_alive(device)
-                self._write_locked(device, offset, view)
+                device.remapping = self._write_locked(device, offset, view)
         if fua:
             self.flush()
 
@@ -528,7 +531,8 @@ class Pool:
             return 0
         return overlays.block_mask(self._block, in_offset, length) & ~row[1]
 
-    def _write_locked(self, device: Device, offset: int, view: memoryview) -> None:
+    def _write_locked(self, device: Device, offset: int, view: memoryview) -> bool:
+        """Write under the device's exclusive lock; return whether the metadata changed."""
         size = self.chunk_size
         length = len(view)
         first = offset // size
@@ -602,6 +606,7 @@ class Pool:
                 else:
                     self._drop_chunk(old - 1)
             self._touch(device)
+        return any(item[5] is not None or item[6] for item in plan)
 
     def _redirect_valid(self, entry: int, in_offset: int, length: int) -> int:
         """The valid blocks of the overlay a redirected write makes, or 0 for a whole chunk

@@ -218,6 +218,11 @@ def test_a_second_process_is_refused(tmp_path):
 def test_in_place_writes_share_the_device_but_allocating_writes_wait(pool):
     pool.create_volume("v", 4 * CHUNK)
     pool.write("v", 0, b"a" * CHUNK)
+    assert pool._devices["v"].remapping
+    # The write after one that remapped takes the device alone (a hint); one that found
+    # everything in place lets the next ones share it again.
+    pool.write("v", 1, b"a")
+    assert not pool._devices["v"].remapping
     in_place, allocating = threading.Event(), threading.Event()
     with pool._devices["v"].lock.read():  # as a read in the middle of its I/O holds it
         threading.Thread(target=lambda: (pool.write("v", 10, b"b"), in_place.set())).start()
