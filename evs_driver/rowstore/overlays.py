@@ -9,8 +9,8 @@ the blocks marked valid from the overlay and the rest from the base.
 Invariants kept with the pool:
 - an overlay holds one reference on its base, dropped when the overlay is freed or
   completed (all blocks valid), so a base outlives every overlay that reads it;
-- a base is never an overlay itself (a shared overlay is copied whole when it must be
-  redirected), so a read resolves in one step;
+- a base is never an overlay itself (redirecting a shared overlay makes a new overlay of
+  the same base, its valid blocks carried over), so a read resolves in one step;
 - a valid mask is never 0 and never full (a full overlay is an ordinary chunk).
 """
 

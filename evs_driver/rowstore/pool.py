@@ -426,10 +426,9 @@ class Pool:
                 end = min(offset + length, (first + index + 1) * size) - offset
                 row = rows.get(entry - 1) if entry and rows else None
                 if not entry or row:
-                    if entry:
-                        base, valid = row
+                    if row:
                         self._read_overlay(
-                            entry - 1, base, valid, (offset + start) % size, view[start:end]
+                            entry - 1, *row, (offset + start) % size, view[start:end]
                         )
                     else:
                         view[start:end] = bytes(end - start)
@@ -606,7 +605,7 @@ class Pool:
                 else:
                     self._drop_chunk(old - 1)
             self._touch(device)
-        return any(item[5] is not None or item[6] for item in plan)
+        return any(leaf is not None or new_valid for *_, leaf, new_valid in plan)
 
     def _redirect_valid(self, entry: int, in_offset: int, length: int) -> int:
         """The valid blocks of the overlay a redirected write makes, or 0 for a whole chunk

@@ -5,6 +5,18 @@ from evs_driver.rowstore import Pool
 CHUNK = 4096
 
 
+def spy_chunk_writes(pool, monkeypatch) -> list:
+    """Record ``(position, length)`` of each write to the pool's data file, then do it."""
+    calls = []
+    write = pool._chunks.write
+    monkeypatch.setattr(
+        pool._chunks,
+        "write",
+        lambda position, data: (calls.append((position, len(data))), write(position, data)),
+    )
+    return calls
+
+
 @pytest.fixture
 def pool(tmp_path):
     """A 4 MiB pool of 4 KiB chunks with fan-out 4 (deep trees at small sizes), no worker."""

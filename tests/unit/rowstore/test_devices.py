@@ -10,7 +10,7 @@ import pytest
 
 from evs_driver import exception
 from evs_driver.rowstore import Pool
-from tests.unit.rowstore.conftest import CHUNK
+from tests.unit.rowstore.conftest import CHUNK, spy_chunk_writes
 
 
 @pytest.mark.parametrize("size", [1, CHUNK - 1, CHUNK, CHUNK + 1, 37 * CHUNK + 5, 1 << 40])
@@ -183,13 +183,7 @@ def test_a_write_reaches_the_data_file_one_chunk_at_a_time(pool, monkeypatch, re
     pool.create_volume("v", 16 * CHUNK)
     if rewrite:
         pool.write("v", 0, b"o" * 16 * CHUNK)
-    calls = []
-    write = pool._chunks.write  # a spy: records each call, then does the real write
-    monkeypatch.setattr(
-        pool._chunks,
-        "write",
-        lambda position, data: (calls.append((position, len(data))), write(position, data)),
-    )
+    calls = spy_chunk_writes(pool, monkeypatch)
     pool.write("v", CHUNK // 2, b"n" * 5 * CHUNK)
     assert calls and all(p // CHUNK == (p + n - 1) // CHUNK for p, n in calls)
     assert sum(n for _, n in calls) >= 5 * CHUNK

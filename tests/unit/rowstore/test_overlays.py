@@ -6,7 +6,7 @@ import pytest
 
 from evs_driver import exception
 from evs_driver.rowstore import Pool, overlays
-from tests.unit.rowstore.conftest import CHUNK
+from tests.unit.rowstore.conftest import CHUNK, spy_chunk_writes
 
 BLOCK = CHUNK // overlays.BLOCKS
 
@@ -17,24 +17,13 @@ def _old_and_snapshot(pool):
     pool.create_snapshot("v", "s")
 
 
-def _spy_writes(pool, monkeypatch) -> list:
-    calls = []
-    write = pool._chunks.write  # a spy: records each call, then does the real write
-    monkeypatch.setattr(
-        pool._chunks,
-        "write",
-        lambda position, data: (calls.append((position, len(data))), write(position, data)),
-    )
-    return calls
-
-
 @pytest.mark.parametrize(
     "offset, length",
     [(0, BLOCK), (3 * BLOCK, 2 * BLOCK), (BLOCK + 7, 10), (BLOCK - 3, 6), (CHUNK - 1, 1)],
 )
 def test_a_small_write_after_a_snapshot_writes_only_its_blocks(pool, monkeypatch, offset, length):
     _old_and_snapshot(pool)
-    calls = _spy_writes(pool, monkeypatch)
+    calls = spy_chunk_writes(pool, monkeypatch)
     pool.write("v", offset, b"n" * length)
     touched = overlays.block_mask(BLOCK, offset, length).bit_count() * BLOCK
     assert sum(n for _, n in calls) == touched < CHUNK
@@ -92,7 +81,7 @@ def test_writing_a_snapshotted_overlay_makes_an_overlay_of_the_same_base(pool, m
     pool.write("v", 0, b"1")
     ((first, (base, _)),) = pool._overlays.rows.items()
     pool.create_snapshot("v", "s1")
-    calls = _spy_writes(pool, monkeypatch)
+    calls = spy_chunk_writes(pool, monkeypatch)
     pool.write("v", 2 * BLOCK, b"2")
     # Only block 0 (carried over) and block 2 (written) reach the new chunk.
     assert sum(n for _, n in calls) == 2 * BLOCK
