@@ -1,8 +1,8 @@
 """Fault injection for crash tests: ``EVS_FAULT_INJECT=point=action[,point=action...]``.
 
 Actions: ``kill`` (SIGKILL this process, a real crash), ``sleep:SECONDS`` (hold the
-operation open), ``wait:PATH`` (hold it until PATH exists, so a test can race another
-command against it deterministically), ``raise`` (fail with ``BackendError``).
+operation open), ``wait:PATH`` (create ``PATH.reached``, then hold the operation until PATH
+exists, so a test can race another command against it deterministically), ``raise`` (fail with ``BackendError``).
 Test-only by intent; an unset variable costs one dict lookup per point.
 """
 
@@ -38,6 +38,8 @@ def point(name: str) -> None:
         time.sleep(float(action.split(":", 1)[1]))
     elif action.startswith("wait:"):
         path = action.split(":", 1)[1]
+        with open(f"{path}.reached", "w"):
+            pass
         deadline = time.monotonic() + WAIT_LIMIT
         while not os.path.exists(path) and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -14,7 +14,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from evs_driver import catalog as cat
-from evs_driver import dataio, exception, faults, recovery, rules
+from evs_driver import dataio, exception, faults, fileio, recovery, rules
 from evs_driver.conf import BackendConf, option_error, validate
 from evs_driver.exporter import Exporter
 from evs_driver.loader import load_driver
@@ -48,7 +48,7 @@ class VolumeManager:
     def _state_path(self) -> str:
         path = os.path.abspath(os.path.expanduser(self.conf.state_path))
         try:
-            os.makedirs(path, exist_ok=True)
+            fileio.private_dir(path)
         except OSError as exc:
             raise option_error(
                 self.conf, "DEFAULT", "state_path", f"{path}: {exc.strerror}"
@@ -133,6 +133,19 @@ class VolumeManager:
             raise exception.NotFound(kind=kind.capitalize(), name=ref)
         return named[0]
 
+    def _find_or_gone(self, txn: cat.Txn, kind: str, ref: str):
+        """The record ``ref`` names, or None for an id that matches nothing: already deleted.
+
+        Names are looked up too, so a name that happens to look like an id is never taken
+        for a deleted one; anything else that matches nothing is ``NotFound``.
+        """
+        try:
+            return self._find(txn, kind, ref)
+        except exception.NotFound:
+            if rules.is_canonical_id(ref):
+                return None
+            raise
+
     def get_volume(self, ref: str) -> cat.Volume:
         """A volume by id or unique name."""
         with self.catalog.transaction() as txn:
@@ -187,7 +200,7 @@ class VolumeManager:
         progress: Progress = None,
     ) -> cat.Volume:
         """Create an empty volume, or one from a snapshot or volume (linked or full clone)."""
-        rules.check_text("name", name)
+        rules.check_name(name)
         rules.check_text("description", description)
         if size is not None:
             rules.check_size(size)
@@ -201,6 +214,7 @@ class VolumeManager:
         if snapshot or source_volume:
             source = self.get_snapshot(snapshot) if snapshot else self.get_volume(source_volume)
             backend = source.backend
+            faults.point("create_volume.source_read")
         backend = backend or next(iter(self.drivers))
         if backend not in self.drivers:
             raise exception.InvalidInput(reason=f"no enabled backend named {backend!r}")
@@ -231,11 +245,11 @@ class VolumeManager:
         with self.catalog.transaction() as txn:
             source_snapshot = source_volume = None
             if isinstance(source, cat.Snapshot):
-                source = txn.snapshot(source.id) or source
+                source = self._reread(txn, source, txn.snapshot)
                 rules.expect_status("Snapshot", source, rules.FROM_SNAPSHOT, "creating a volume")
                 source_snapshot, minimum, what = source.id, source.volume_size, "the snapshot"
             elif isinstance(source, cat.Volume):
-                source = txn.volume(source.id) or source
+                source = self._reread(txn, source, txn.volume)
                 rules.expect_status("Volume", source, rules.CLONE_SOURCE, "cloning")
                 source_volume, minimum, what = source.id, source.size, "the source volume"
             if source is not None:
@@ -271,6 +285,15 @@ class VolumeManager:
             txn.add(volume)
         return volume
 
+    @staticmethod
+    def _reread(txn: cat.Txn, record, get):
+        """``record`` as the catalog holds it now: it may have changed while we waited."""
+        current = get(record.id)
+        if current is None:
+            kind = type(record).__name__
+            raise exception.NotFound(kind=kind, name=f"{record.id} (deleted meanwhile)")
+        return current
+
     def _progress(self, volume: cat.Volume, report: Progress) -> Callable[[int, int], None]:
         """Record a full clone's progress in the catalog (whole percents) and pass it on."""
         last = [-1]
@@ -290,10 +313,9 @@ class VolumeManager:
     def delete_volume(self, ref: str, cascade: bool = False) -> None:
         """Delete a volume (and with ``cascade`` its snapshots); a missing volume is fine."""
         with self.catalog.transaction() as txn:
-            volume = txn.volume(ref)
-            if volume is None and not _looks_like_id(ref):
-                volume = self._find(txn, "volume", ref)
+            volume = self._find_or_gone(txn, "volume", ref)
             if volume is None:
+                LOG.info("Volume %s is already gone: nothing to delete", ref)
                 return
             rules.expect_status("Volume", volume, rules.DELETE_VOLUME, "deleting")
             snapshots = txn.snapshots(volume_id=volume.id)
@@ -413,10 +435,9 @@ class VolumeManager:
     def delete_snapshot(self, ref: str) -> None:
         """Delete a snapshot; volumes made from or reverted to it keep their data."""
         with self.catalog.transaction() as txn:
-            snapshot = txn.snapshot(ref)
-            if snapshot is None and not _looks_like_id(ref):
-                snapshot = self._find(txn, "snapshot", ref)
+            snapshot = self._find_or_gone(txn, "snapshot", ref)
             if snapshot is None:
+                LOG.info("Snapshot %s is already gone: nothing to delete", ref)
                 return
             rules.expect_status("Snapshot", snapshot, rules.DELETE_SNAPSHOT, "deleting")
             if txn.volumes(source_snapshot_id=snapshot.id, status="creating"):
@@ -514,8 +535,3 @@ class VolumeManager:
     def check(self) -> dict[str, list[str]]:
         """Problems per backend: the backend's own check plus catalog-versus-pool checks."""
         return recovery.check(self)
-
-
-def _looks_like_id(ref: str) -> bool:
-    """True for UUID-shaped references: a missing one counts as already deleted."""
-    return len(ref) == 36 and ref.count("-") == 4

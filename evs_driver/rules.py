@@ -3,6 +3,10 @@
 Each check raises an ``EVSError`` whose message names what was wrong, and changes nothing.
 """
 
+import re
+import unicodedata
+import uuid
+
 from evs_driver import exception
 
 GiB = 1024**3
@@ -31,7 +35,7 @@ SNAPSHOT_BUSY = ("creating", "deleting", "rollbacking")
 SNAPSHOT_SOURCE = ("available", "in-use")  # rule 2.1
 REVERT_VOLUME = ("available", "error_rollbacking")  # rule 3.2
 REVERT_SNAPSHOT = ("available",)
-DELETE_SNAPSHOT = ("available", "error")  # rule 5.1
+DELETE_SNAPSHOT = ("available", "error", "error_deleting")  # rule 5.1; a failed delete retries
 DELETE_VOLUME = ("available", "error", "error_extending", "error_deleting", "error_rollbacking")
 EXTEND_VOLUME = ("available",)
 CLONE_SOURCE = ("available", "in-use")
@@ -51,9 +55,25 @@ def expect_status(kind: str, record, expected: tuple[str, ...], action: str) -> 
         )
 
 
-# -- names and sizes (rule 2.3) ------------------------------------------------------------
+# -- names and sizes (rules 2.3 and 9) ----------------------------------------------------
+# Characters that would let a stored name rewrite the operator's terminal or hide itself:
+# control codes (escape sequences, newlines) and the bidirectional overrides.
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+_DESCRIPTION_WHITESPACE = frozenset("\n\t")
+_CANONICAL_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def is_unsafe_char(char: str, allowed: frozenset = frozenset()) -> bool:
+    """True for a character that must not reach a terminal unescaped."""
+    if char in allowed:
+        return False
+    return unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS
+
+
 def check_text(field: str, value: str | None) -> None:
-    """A name or description: at most 255 bytes of UTF-8."""
+    """A name or description: at most 255 bytes of UTF-8, no control characters."""
     if value is None:
         return
     if not isinstance(value, str):
@@ -66,11 +86,42 @@ def check_text(field: str, value: str | None) -> None:
         raise exception.InvalidInput(
             reason=f"{field} is {length} bytes of UTF-8; at most {MAX_TEXT_BYTES} are allowed"
         )
+    allowed = _DESCRIPTION_WHITESPACE if field == "description" else frozenset()
+    bad = next((c for c in value if is_unsafe_char(c, allowed)), None)
+    if bad is not None:
+        raise exception.InvalidInput(
+            reason=f"{field} contains the control character U+{ord(bad):04X}; "
+            "names and descriptions must be printable text"
+        )
+
+
+def check_name(value: str | None) -> None:
+    """A volume or snapshot name: valid text that cannot be mistaken for an id (rule 9)."""
+    check_text("name", value)
+    if value and looks_like_id(value):
+        raise exception.InvalidInput(
+            reason=f"name {value!r} looks like an id (a UUID); ids and names must stay apart, "
+            "so choose another name"
+        )
+
+
+def looks_like_id(ref: str) -> bool:
+    """True for anything Python reads as a UUID (with or without dashes, braces, urn:)."""
+    try:
+        uuid.UUID(ref)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
+def is_canonical_id(ref: str) -> bool:
+    """True for an id as this product writes them: a lowercase, dashed UUID."""
+    return bool(_CANONICAL_ID.match(ref))
 
 
 def check_snapshot_name(name: str | None) -> None:
-    """A user snapshot's name: valid text without the reserved prefix."""
-    check_text("name", name)
+    """A user snapshot's name: a valid name without the reserved prefix."""
+    check_name(name)
     if name and name.startswith(RESERVED_SNAPSHOT_PREFIX):
         raise exception.InvalidInput(
             reason=f"the name prefix {RESERVED_SNAPSHOT_PREFIX!r} is reserved for automatic "

@@ -91,12 +91,17 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
+def _decimal(text: str) -> int | None:
+    """A plain decimal integer (no sign, no ``_``, no spaces), or None."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def _gib(text: str) -> int:
     """A size argument: a whole number of GiB (range checks are the manager's)."""
-    try:
-        return int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of GiB") from None
+    value = _decimal(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of GiB (digits only)")
+    return value
 
 
 def _property(text: str) -> tuple[str, str]:
@@ -107,11 +112,8 @@ def _property(text: str) -> tuple[str, str]:
 
 
 def _port(text: str) -> int:
-    try:
-        port = int(text, 10)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
+    port = _decimal(text)
+    if port is None or not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535)")
     return port
 

@@ -4,13 +4,23 @@ import json
 import sys
 import time
 
+from evs_driver.rules import is_unsafe_char
+
+
+def _escape(text: str) -> str:
+    """``text`` with control characters shown as escapes, so a stored value cannot drive
+    the terminal (or break the table) when printed."""
+    if not any(is_unsafe_char(c) for c in text):
+        return text
+    return "".join(c.encode("unicode_escape").decode() if is_unsafe_char(c) else c for c in text)
+
 
 def _cell(value) -> str:
     if value is None:
         return ""
     if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
+        return _escape(json.dumps(value, sort_keys=True))
+    return _escape(str(value))
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
