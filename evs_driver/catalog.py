@@ -15,7 +15,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
 
-from evs_driver import exception
+from evs_driver import exception, fileio
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS volumes (
@@ -246,7 +246,9 @@ class Catalog:
     def __init__(self, path: str):
         self.path = path
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            fileio.private_dir(os.path.dirname(os.path.abspath(path)))
+            # SQLite gives its -wal and -shm files the mode of the database file.
+            fileio.create_private(path)
         except OSError as exc:
             raise exception.ConfigError(
                 reason=f"cannot create the catalog directory for {path} (state_path): {exc}"

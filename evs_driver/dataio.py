@@ -75,7 +75,9 @@ def export_file(device, path: str, progress: Progress | None = None) -> int:
     """
     partial = f"{path}.partial"
     try:
-        handle = open(partial, "wb")  # noqa: SIM115 - closed in the with block below
+        # Owner-only like the volume it holds; the operator can widen it afterwards.
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        handle = open(fd, "wb")  # noqa: SIM115 - closed in the with block below
     except OSError as exc:
         raise exception.InvalidInput(reason=f"cannot write {path}: {exc.strerror}") from exc
     try:

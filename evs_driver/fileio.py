@@ -1,4 +1,5 @@
-"""Making byte ranges of a file read as zeros: punch a hole where the file system can."""
+"""Files and directories: zeroing byte ranges (punching holes where the file system can), and
+creating the owner-only files and directories that hold volume data and metadata."""
 
 import ctypes
 import ctypes.util
@@ -38,3 +39,29 @@ def write_zeros(fd: int, offset: int, length: int) -> None:
     end = offset + length
     while offset < end:
         offset += os.pwrite(fd, view[: min(len(view), end - offset)], offset)
+
+
+def private_dir(path: str) -> str:
+    """Make ``path`` and any missing parents as owner-only (0700) directories, whatever
+    the umask; directories that already exist keep their mode. Returns ``path``."""
+    path = os.path.abspath(path)
+    missing = []
+    probe = path
+    while not os.path.isdir(probe):
+        missing.append(probe)
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue  # made by a racing process; its mode is its maker's
+        os.chmod(directory, 0o700)
+    return path
+
+
+def create_private(path: str) -> None:
+    """Create ``path`` as an owner-only (0600) empty file if it does not exist."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from evs_driver import exception
+from evs_driver import exception, fileio
 
 _POLL = 0.05
 
@@ -33,7 +33,7 @@ class FileLock:
     def acquire(self) -> None:
         """Take the lock; raise ``ConcurrentOperation`` after ``timeout``."""
         deadline = time.monotonic() + self.timeout
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fileio.private_dir(os.path.dirname(self.path))
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         while True:
             try:
@@ -96,7 +96,7 @@ class OwnerToken:
     def __init__(self, directory: str):
         self.directory = directory
         self.token = uuid.uuid4().hex
-        os.makedirs(directory, exist_ok=True)
+        fileio.private_dir(directory)
         self._fd = os.open(self._path(self.token), os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._fd, fcntl.LOCK_EX)
 

@@ -11,7 +11,7 @@ import os
 import threading
 from collections.abc import Iterator
 
-from evs_driver import exception
+from evs_driver import exception, fileio
 from evs_driver.backends import base
 from evs_driver.conf import backend_option_error
 from evs_driver.conf.local import MAX_CHUNK, MIN_CHUNK
@@ -51,7 +51,7 @@ class LocalBackend(base.Backend):
         self.path = os.path.abspath(os.path.expanduser(self.conf.local_pool_path or default_path))
         option = "local_pool_path" if self.conf.local_pool_path else "state_path"
         try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            fileio.private_dir(os.path.dirname(self.path))
         except OSError as exc:
             raise self._option_error(option, f"cannot create {self.path}: {exc.strerror}") from exc
         if not os.access(os.path.dirname(self.path), os.W_OK):

@@ -38,6 +38,7 @@ def _run(cmd: list[str], what: str, progress: bool = False) -> str:
             stderr=subprocess.PIPE,
             text=True,
             check=False,
+            umask=0o077,  # an exported image holds volume data: owner-only, like the pool
         )
     except OSError as exc:
         raise exception.InvalidInput(reason=f"{what}: cannot run {cmd[0]}: {exc}") from exc

@@ -15,7 +15,7 @@ import threading
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from evs_driver import exception, rules
+from evs_driver import exception, fileio, rules
 from evs_driver.cmd.client import EmbeddedClient
 from evs_driver.locking import FileLock
 from evs_driver.manager import VolumeManager
@@ -33,7 +33,7 @@ class VolumeService:
     def __init__(self, conf: cfg.ConfigOpts):
         self.conf = conf
         self.state_path = state_path(conf)
-        os.makedirs(self.state_path, exist_ok=True)
+        fileio.private_dir(self.state_path)
         self._instance = FileLock(lock_path(conf), timeout=START_WAIT)
         try:
             self._instance.acquire()
@@ -46,8 +46,8 @@ class VolumeService:
         self.control = None
         try:
             run_dir = os.path.join(self.state_path, "run")
-            os.makedirs(run_dir, exist_ok=True)
-            os.chmod(run_dir, 0o700)
+            fileio.private_dir(run_dir)
+            os.chmod(run_dir, 0o700)  # also when an older version made it
             self.exporter = NBDExporter(os.path.join(run_dir, "nbd.sock"))
             self.manager = VolumeManager(conf, exporter=self.exporter)
             for driver in self.manager.drivers.values():
