@@ -15,6 +15,7 @@ from evs_driver.backends import base
 from evs_driver.conf import backend_option_error
 from evs_driver.conf.opts import backend_opts
 from evs_driver.exporter import Exporter, NoServiceExporter
+from evs_driver.interface import VolumeDriver
 
 LOG = logging.getLogger(__name__)
 GiB = 1024**3
@@ -25,7 +26,7 @@ def _gib(value: int) -> float:
     return round(value / GiB, 2)
 
 
-class EVSDriver:
+class EVSDriver(VolumeDriver):
     """Volumes and redirect-on-write snapshots on one backend group."""
 
     VERSION = "0.1.0"
@@ -48,6 +49,12 @@ class EVSDriver:
     # -- lifecycle ------------------------------------------------------------------
     def do_setup(self, context) -> None:
         """Load the configured backend through its entry point and set it up."""
+        self.backend = self._load()
+        self.backend.setup()
+        LOG.debug("Backend %s (%s) is set up", self.backend_name, self.configuration.volume_backend)
+
+    def _load(self) -> base.Backend:
+        """The configured backend, loaded through its entry point, not set up."""
         name = self.configuration.volume_backend
         try:
             manager = stevedore_driver.DriverManager(
@@ -62,15 +69,30 @@ class EVSDriver:
                 "volume_backend",
                 f"no backend {name!r} in the {BACKEND_NAMESPACE} entry points",
             ) from exc
-        self.backend = manager.driver
-        self.backend.setup()
-        LOG.debug("Backend %s (%s) is set up", self.backend_name, name)
+        return manager.driver
+
+    def validate_config(self) -> None:
+        """Raise ``ConfigError`` when the configured backend cannot be loaded or its options
+        cannot work."""
+        self._load().validate_config()
+
+    def create_pool(self) -> None:
+        """Create the backend's pool where none is (the backend itself is not set up)."""
+        self._load().create_pool()
 
     def check_for_setup_error(self) -> None:
         """Raise when the backend cannot serve requests."""
         if self.backend is None:
             raise exception.BackendError(backend=self.backend_name, reason="do_setup() did not run")
         self.backend.check_setup()
+
+    def recover(self) -> None:
+        """Let the backend settle work a crash interrupted (e.g. an LVM revert's intent)."""
+        self.backend.recover()
+
+    def hold_open(self) -> None:
+        """Keep the backend's pool open (and other processes out) until ``close``."""
+        self.backend.hold_open()
 
     def close(self) -> None:
         """Release the backend."""
@@ -171,6 +193,10 @@ class EVSDriver:
         properties.update(self.exporter.export(self.backend, device_id, read_only, **extra))
         properties["access_mode"] = "ro" if read_only else "rw"
         return {"driver_volume_type": "nbd", "data": properties}
+
+    def served(self, device_id: str) -> dict | None:
+        """The connection info of ``device_id``'s export, None when it is not served."""
+        return self.exporter.served(device_id)
 
     def update_provider_info(self, volumes, snapshots) -> tuple[list, list]:
         """Nothing to update: provider locations are derived from ids."""

@@ -85,9 +85,31 @@ class BackendError(EVSError):
     message = "Backend %(backend)s failed: %(reason)s"
 
 
+class BackendUnavailable(EVSError):
+    """The backend's storage is not there now; the other backends keep working."""
+
+    message = "Backend %(backend)s is unavailable: %(reason)s"
+    code = errno.ENODEV
+
+
+class PoolMissing(BackendUnavailable):
+    message = (
+        "Backend %(backend)s is unavailable: its pool %(path)s is missing or empty, but a pool "
+        "was created there before (is a file system not mounted?). Nothing was changed. Mount "
+        "it again, or run `evs pool create --backend %(backend)s` to start a new, empty pool."
+    )
+
+
 class InvalidStatus(InvalidOperation):
     message = "%(kind)s %(name)s is %(status)s; %(action)s needs it to be %(expected)s."
     code = errno.EBUSY
+
+
+class VolumeAttached(InvalidStatus):
+    message = (
+        "Volume %(name)s is in-use (attached); %(action)s needs it detached: run "
+        "`evs volume unserve %(name)s` first."
+    )
 
 
 class SnapshotLimitExceeded(InvalidOperation):

@@ -23,6 +23,15 @@ class Exporter(abc.ABC):
     def unexport(self, device_id: str) -> None:
         """Stop serving ``device_id``; a device not served is not an error."""
 
+    def served(self, device_id: str) -> dict | None:
+        """Connection info of ``device_id``'s export (with its ``connections`` count), None
+        when it is not served."""
+        return None
+
+    def exports(self) -> list[dict]:
+        """Connection info of every export, with its connection count."""
+        return []
+
 
 class NoServiceExporter(Exporter):
     """The embedded case: no server runs, so attaching explains what is missing."""

@@ -65,3 +65,12 @@ def private_dir(path: str) -> str:
 def create_private(path: str) -> None:
     """Create ``path`` as an owner-only (0600) empty file if it does not exist."""
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+
+
+def sync_dir(path: str) -> None:
+    """Make the entries of directory ``path`` (a rename into it, say) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

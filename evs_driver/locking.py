@@ -1,8 +1,8 @@
 """Locks that hold across threads and processes, and a liveness token per manager.
 
-A ``ProcessLock`` is a thread lock plus ``flock`` on a file: ``flock`` locks belong to an
-open file description, so they also exclude other processes, and the kernel drops them
-when a process dies, so a crash never leaves a lock behind.
+All are ``flock`` on a file: ``flock`` locks belong to an open file description, so they
+exclude other processes (and other opens in this one), and the kernel drops them when a
+process dies, so a crash never leaves a lock behind.
 """
 
 import contextlib
@@ -14,37 +14,77 @@ import time
 import uuid
 from collections.abc import Iterator
 
+from oslo_log import log as logging
+
 from evs_driver import exception, fileio
 
+LOG = logging.getLogger(__name__)
+
 _POLL = 0.05
+WAIT_NOTICE = 1.0  # seconds of waiting before saying who holds a lock
+
+
+def holder_of(path: str) -> str | None:
+    """Who holds the lock file at ``path`` as its exclusive holder recorded it ("pid N"),
+    or None (shared holders record nothing)."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(64).decode(errors="replace").strip()
+    except OSError:
+        text = ""
+    return f"pid {text}" if text.isdigit() else None
 
 
 class FileLock:
-    """An exclusive ``flock`` on ``path``, waited for up to ``timeout`` seconds.
+    """An ``flock`` on ``path``, exclusive (or ``shared``), waited for up to ``timeout`` s.
 
-    Not bound to a thread: one thread may acquire it and another release it.
+    The exclusive holder writes its pid into the file, so a waiter can say who it waits
+    for; after ``WAIT_NOTICE`` seconds of waiting it logs that once at WARNING (the ``evs``
+    command shows warnings on stderr). Not bound to a thread: one thread may acquire it and
+    another release it.
     """
 
-    def __init__(self, path: str, timeout: float):
+    def __init__(self, path: str, timeout: float, what: str | None = None, shared: bool = False):
         self.path = path
         self.timeout = timeout
+        self.what = what or path
+        self.shared = shared
         self._fd: int | None = None
 
-    def acquire(self) -> None:
-        """Take the lock; raise ``ConcurrentOperation`` after ``timeout``."""
-        deadline = time.monotonic() + self.timeout
+    @property
+    def held(self) -> bool:
+        """True while this object holds the lock."""
+        return self._fd is not None
+
+    def acquire(self, timeout: float | None = None) -> None:
+        """Take the lock; raise ``ConcurrentOperation`` after ``timeout`` (default: the
+        lock's own)."""
+        timeout = self.timeout if timeout is None else timeout
+        start = time.monotonic()
         fileio.private_dir(os.path.dirname(self.path))
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
+        noticed = False
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._fd = fd
-                return
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
+                waited = time.monotonic() - start
+                if waited >= timeout:
                     os.close(fd)
-                    raise self.busy() from None
+                    raise self.busy(timeout) from None
+                if not noticed and waited >= WAIT_NOTICE:
+                    noticed = True
+                    holder = holder_of(self.path)
+                    LOG.warning(
+                        "Waiting for %s%s...", self.what, f" (held by {holder})" if holder else ""
+                    )
                 time.sleep(_POLL)
+        if not self.shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
 
     def release(self) -> None:
         """Drop the lock (closing the descriptor releases the flock)."""
@@ -52,42 +92,48 @@ class FileLock:
             fd, self._fd = self._fd, None
             os.close(fd)
 
-    def busy(self) -> exception.ConcurrentOperation:
+    def busy(self, timeout: float | None = None) -> exception.ConcurrentOperation:
         """The error for a lock held too long by someone else."""
+        timeout = self.timeout if timeout is None else timeout
+        holder = holder_of(self.path) or "another process"
         return exception.ConcurrentOperation(
             kind="Lock",
-            name=self.path,
-            reason=f"another operation held it for more than {self.timeout} s (lock_timeout)",
+            name=self.what,
+            reason=f"{holder} held it for more than {timeout} s (lock_timeout)",
         )
 
 
-class ProcessLock:
-    """A reentrant lock on ``path`` shared by every thread and process using that path."""
+class BackendLock:
+    """One backend's lock, shared by every thread and process using the backend.
 
-    def __init__(self, path: str, timeout: float):
-        self.path = path
+    Threads take it per operation (a reentrant lock). The ``flock`` is taken by this
+    process's first operation and kept until ``close``: the backend's storage is opened once
+    per command (or service), and another process waits for this one to finish instead of
+    slipping in between two of its operations.
+    """
+
+    def __init__(self, path: str, timeout: float, what: str):
         self.timeout = timeout
-        self._file = FileLock(path, timeout)
+        self._file = FileLock(path, timeout, what)
         self._thread_lock = threading.RLock()
-        self._depth = 0
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator[None]:
+    def hold(self, timeout: float | None = None) -> Iterator[None]:
         """Hold the lock for the block; raise ``ConcurrentOperation`` after ``timeout``."""
-        if not self._thread_lock.acquire(timeout=max(self.timeout, 0.001)):
-            raise self._file.busy()
+        timeout = self.timeout if timeout is None else timeout
+        if not self._thread_lock.acquire(timeout=max(timeout, 0.001)):
+            raise self._file.busy(timeout)
         try:
-            if self._depth == 0:
-                self._file.acquire()
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    self._file.release()
+            if not self._file.held:
+                self._file.acquire(timeout)
+            yield
         finally:
             self._thread_lock.release()
+
+    def close(self) -> None:
+        """Let other processes have the backend."""
+        with self._thread_lock:
+            self._file.release()
 
 
 class OwnerToken:

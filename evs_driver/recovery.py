@@ -19,29 +19,52 @@ LOG = logging.getLogger(__name__)
 GiB = 1024**3
 
 
-def _abandoned(manager, table: str, statuses) -> list:
+def _abandoned(manager, table: str, statuses, backend: str | None = None) -> list:
     with manager.catalog.transaction() as txn:
         records = txn.in_status(table, statuses)
-    return [r for r in records if not manager.owner.is_alive((r.task or {}).get("owner"))]
+    return [
+        r
+        for r in records
+        if (backend is None or r.backend == backend)
+        and not manager.owner.is_alive((r.task or {}).get("owner"))
+    ]
 
 
-def recover(manager) -> int:
-    """Resolve every abandoned intermediate status; returns how many were resolved."""
+def recover_abandoned(manager) -> None:
+    """Start every enabled backend that holds abandoned work, which resolves it.
+
+    Backends start on first use; this makes a command that only reads the catalog (a
+    listing) still see what a crash left behind resolved. A backend that is down keeps
+    its records as they are until it is back.
+    """
+    backends = {
+        r.backend
+        for table, busy in (("snapshots", rules.SNAPSHOT_BUSY), ("volumes", rules.VOLUME_BUSY))
+        for r in _abandoned(manager, table, busy)
+    }
+    for name in sorted(backends):
+        if name not in manager.drivers:
+            continue
+        try:
+            manager.drivers[name]  # starting it runs recover_backend
+        except exception.BackendUnavailable as exc:
+            LOG.warning("Work interrupted on backend %s waits until it is back: %s", name, exc)
+
+
+def recover_backend(manager, backend: str) -> int:
+    """Resolve the abandoned intermediate statuses of one started backend; how many."""
     resolved = 0
-    for snapshot in _abandoned(manager, "snapshots", rules.SNAPSHOT_BUSY):
-        if snapshot.backend in manager.drivers:
-            _resolve(manager, snapshot, _snapshot_outcome)
-            resolved += 1
-    for volume in _abandoned(manager, "volumes", rules.VOLUME_BUSY):
-        if volume.backend in manager.drivers:
-            _resolve(manager, volume, _volume_outcome)
-            resolved += 1
+    for snapshot in _abandoned(manager, "snapshots", rules.SNAPSHOT_BUSY, backend):
+        _resolve(manager, snapshot, _snapshot_outcome)
+        resolved += 1
+    for volume in _abandoned(manager, "volumes", rules.VOLUME_BUSY, backend):
+        _resolve(manager, volume, _volume_outcome)
+        resolved += 1
     return resolved
 
 
 def _resolve(manager, record, outcome) -> None:
-    driver = manager.drivers[record.backend]
-    with manager.lock(record.backend):
+    with manager.lock(record.backend) as driver:
         fields = outcome(driver, record)
         if fields is None:
             delete = (
@@ -98,22 +121,33 @@ def check(manager) -> dict[str, list[str]]:
     with manager.catalog.transaction() as txn:
         volumes, snapshots = txn.volumes(), txn.snapshots()
     problems: dict[str, list[str]] = {}
-    for name, driver in manager.drivers.items():
-        found: list[str] = []
-        with manager.lock(name):
-            found.extend(driver.check().problems)
-            mine = [r for r in volumes + snapshots if r.backend == name]
-            for record in mine:
-                kind = type(record).__name__.lower()
-                if record.status in ("creating", "extending", "deleting", "rollbacking"):
-                    found.append(f"{kind} {record.id} is {record.status} (operation in progress?)")
-                elif record.status in ("available", "in-use") and not driver.device_exists(record):
-                    found.append(f"{kind} {record.id} ({record.status}) has no backend device")
-            stats = driver.pool_stats()
-            on_disk = stats.volume_count + stats.snapshot_count
-            if on_disk > len(mine):
-                found.append(
-                    f"the backend holds {on_disk} devices but the catalog knows {len(mine)}"
-                )
-        problems[name] = found
+    for name in manager.drivers:
+        try:
+            problems[name] = _check_backend(manager, name, volumes + snapshots)
+        except exception.BackendUnavailable as exc:
+            problems[name] = [exc.msg]
+    for name in sorted({r.backend for r in volumes + snapshots} - set(manager.drivers)):
+        count = sum(r.backend == name for r in volumes + snapshots)
+        problems[name] = [
+            f"backend {name} is not in enabled_backends but the catalog has {count} "
+            "volume(s) and snapshot(s) on it"
+        ]
     return problems
+
+
+def _check_backend(manager, name: str, records: list) -> list[str]:
+    found: list[str] = []
+    with manager.lock(name) as driver:
+        found.extend(driver.check().problems)
+        mine = [r for r in records if r.backend == name]
+        for record in mine:
+            kind = type(record).__name__.lower()
+            if record.status in ("creating", "extending", "deleting", "rollbacking"):
+                found.append(f"{kind} {record.id} is {record.status} (operation in progress?)")
+            elif record.status in ("available", "in-use") and not driver.device_exists(record):
+                found.append(f"{kind} {record.id} ({record.status}) has no backend device")
+        stats = driver.pool_stats()
+        on_disk = stats.volume_count + stats.snapshot_count
+        if on_disk > len(mine):
+            found.append(f"the backend holds {on_disk} devices but the catalog knows {len(mine)}")
+    return found

@@ -45,14 +45,17 @@ DATA_VOLUME = ("available",)  # import and export of a volume: detached only
 
 def expect_status(kind: str, record, expected: tuple[str, ...], action: str) -> None:
     """Raise ``InvalidStatus`` unless ``record.status`` is in ``expected``."""
-    if record.status not in expected:
-        raise exception.InvalidStatus(
-            kind=kind,
-            name=record.id,
-            status=record.status,
-            action=action,
-            expected=" or ".join(expected),
-        )
+    if record.status in expected:
+        return
+    if record.status == "in-use" and "available" in expected:
+        raise exception.VolumeAttached(name=record.id, action=action)
+    raise exception.InvalidStatus(
+        kind=kind,
+        name=record.id,
+        status=record.status,
+        action=action,
+        expected=" or ".join(expected),
+    )
 
 
 # -- names and sizes (rules 2.3 and 9) ----------------------------------------------------

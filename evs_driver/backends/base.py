@@ -10,6 +10,7 @@ import abc
 import dataclasses
 from collections.abc import Callable
 
+from evs_driver import exception
 from evs_driver.blockdev import BlockDevice
 
 ProgressCallback = Callable[[int, int], None]
@@ -27,6 +28,8 @@ class PoolStats:
     snapshot_count: int
     metadata_bytes: int = 0
     metadata_free_bytes: int | None = None
+    #: Space the pool really takes on its disks (sparse files count what is allocated).
+    allocated_bytes: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +78,19 @@ class Backend(abc.ABC):
 
     def recover(self) -> None:
         """Finish or undo backend work a crash interrupted (called at start)."""
+
+    def validate_config(self) -> None:
+        """Raise ``ConfigError`` for options that cannot work, touching no storage."""
+
+    def create_pool(self) -> None:
+        """Create a new, empty pool where none is (``evs pool create``)."""
+        raise exception.InvalidOperation(
+            reason=f"backend {self.backend_name} ({type(self).__name__}) does not create its "
+            "storage on request; see its options"
+        )
+
+    def hold_open(self) -> None:
+        """Keep the storage open until ``close`` (a no-op where opening costs nothing)."""
 
     # -- volumes and snapshots -------------------------------------------------------
     @abc.abstractmethod

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from evs_driver import exception, fileio
 from evs_driver.backends import base
+from evs_driver.backends.known_pools import KnownPools
 from evs_driver.conf import backend_option_error
 from evs_driver.conf.local import MAX_CHUNK, MIN_CHUNK
 from evs_driver.locking import FileLock
@@ -38,40 +39,91 @@ class LocalBackend(base.Backend):
 
     # -- lifecycle ------------------------------------------------------------------
     def setup(self) -> None:
-        """Check the options, create the pool on first use, and make sure it opens."""
+        """Check the options, create the pool on first use, and make sure it opens.
+
+        A pool is created only where none was before: a known pool that is missing (an
+        unmounted file system) makes the backend unavailable instead, naming the path.
+        """
+        capacity, chunk = self._locate()
+        if not self._pool_present() and self._known.knows(self.path):
+            # Before taking the lock: not even a lock file on a file system that is missing.
+            raise exception.PoolMissing(backend=self.backend_name, path=self.path)
+        try:
+            self._lock.acquire()
+        except OSError as exc:
+            raise self._option_error(self._option, f"cannot use {self.path}: {exc}") from exc
+        try:
+            if not self._pool_present():
+                if self._known.knows(self.path):
+                    raise exception.PoolMissing(backend=self.backend_name, path=self.path)
+                if not self.conf.local_pool_create:
+                    raise self._option_error(
+                        self._option, f"no pool at {self.path} and local_pool_create is false"
+                    )
+                self._create(capacity, chunk)
+            elif not self._known.knows(self.path):
+                self._known.add(self.path, self.backend_name)  # made by an older version
+        finally:
+            self._lock.release()
+        with self._open():
+            pass
+
+    def create_pool(self) -> None:
+        """Create a new, empty pool where none is (``evs pool create``)."""
+        capacity, chunk = self._locate()
+        self._lock.acquire()
+        try:
+            if self._pool_present():
+                raise exception.AlreadyExists(kind="Pool", name=self.path)
+            self._create(capacity, chunk)
+        finally:
+            self._lock.release()
+
+    def validate_config(self) -> None:
+        """Refuse a chunk size that is not a power of two, or a pool path that cannot be
+        made, without creating anything."""
+        self._check_options()
+        parent = os.path.dirname(self.path)
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.access(parent, os.W_OK | os.X_OK) and not os.path.isdir(self.path):
+            raise self._option_error(self._option, f"{parent} is not writable")
+
+    def _check_options(self) -> None:
         chunk = self.conf.local_pool_chunk_size
         if chunk & (chunk - 1):
             raise self._option_error(
                 "local_pool_chunk_size",
                 f"{chunk} is not a power of two between {MIN_CHUNK} and {MAX_CHUNK}",
             )
-        capacity = self.conf.local_pool_capacity_gb * GiB
-        state_path = os.path.expanduser(self.conf.state_path)
+        state_path = os.path.abspath(os.path.expanduser(self.conf.state_path))
         default_path = os.path.join(state_path, "pools", self.backend_name)
         self.path = os.path.abspath(os.path.expanduser(self.conf.local_pool_path or default_path))
-        option = "local_pool_path" if self.conf.local_pool_path else "state_path"
+        self._option = "local_pool_path" if self.conf.local_pool_path else "state_path"
+        self._known = KnownPools(state_path)
+
+    def _locate(self) -> tuple[int, int]:
+        """Check the options and find the pool's path; returns (capacity, chunk size)."""
+        self._check_options()
         try:
             fileio.private_dir(os.path.dirname(self.path))
         except OSError as exc:
-            raise self._option_error(option, f"cannot create {self.path}: {exc.strerror}") from exc
+            raise self._option_error(
+                self._option, f"cannot create {self.path}: {exc.strerror}"
+            ) from exc
         if not os.access(os.path.dirname(self.path), os.W_OK):
-            raise self._option_error(option, f"{os.path.dirname(self.path)} is not writable")
-        self._lock = FileLock(self.path + ".lock", timeout=self.conf.lock_timeout)
+            raise self._option_error(self._option, f"{os.path.dirname(self.path)} is not writable")
+        self._lock = FileLock(self.path + ".lock", self.conf.lock_timeout, f"pool {self.path}")
+        return self.conf.local_pool_capacity_gb * GiB, self.conf.local_pool_chunk_size
+
+    def _create(self, capacity: int, chunk: int) -> None:
         try:
-            self._lock.acquire()
-            try:
-                if not self._pool_present():
-                    if not self.conf.local_pool_create:
-                        raise self._option_error(
-                            option, f"no pool at {self.path} and local_pool_create is false"
-                        )
-                    Pool.create(self.path, capacity, chunk).close()
-            finally:
-                self._lock.release()
-            with self._open():
-                pass
+            Pool.create(self.path, capacity, chunk).close()
         except OSError as exc:
-            raise self._option_error(option, f"cannot use a pool at {self.path}: {exc}") from exc
+            raise self._option_error(
+                self._option, f"cannot create a pool at {self.path}: {exc}"
+            ) from exc
+        self._known.add(self.path, self.backend_name)
 
     def _pool_present(self) -> bool:
         return os.path.isdir(self.path) and bool(os.listdir(self.path))
@@ -110,8 +162,15 @@ class LocalBackend(base.Backend):
                 except BaseException as exc:
                     self._lock.release()
                     if isinstance(exc, exception.InvalidPool):
-                        option = "local_pool_path" if self.conf.local_pool_path else "state_path"
-                        raise self._option_error(option, exc.msg) from exc
+                        raise self._option_error(self._option, exc.msg) from exc
+                    if isinstance(exc, exception.PoolCorrupt):
+                        raise exception.BackendUnavailable(
+                            backend=self.backend_name, reason=exc.msg
+                        ) from exc
+                    if isinstance(exc, OSError):
+                        raise exception.BackendUnavailable(
+                            backend=self.backend_name, reason=f"cannot open {self.path}: {exc}"
+                        ) from exc
                     raise
             self._users += 1
             pool = self._pool
@@ -202,16 +261,20 @@ class LocalBackend(base.Backend):
             return [info.name for info in pool.devices()]
 
     def pool_stats(self) -> base.PoolStats:
-        """The pool's capacity figures."""
+        """The pool's capacity figures, bounded by what its file system can still hold: a
+        sparse data file promises more than a small or full disk can keep."""
         with self._open() as pool:
             usage = pool.usage()
+        fs = os.statvfs(self.path)
+        fs_free = fs.f_bavail * fs.f_frsize
         return base.PoolStats(
-            total_bytes=usage.total_bytes,
-            free_bytes=usage.free_bytes,
+            total_bytes=min(usage.total_bytes, usage.used_bytes + fs_free),
+            free_bytes=min(usage.free_bytes, fs_free),
             provisioned_bytes=usage.provisioned_bytes,
             volume_count=usage.volumes,
             snapshot_count=usage.snapshots,
             metadata_bytes=usage.metadata_bytes,
+            allocated_bytes=_allocated(self.path),
         )
 
     def check(self) -> base.CheckReport:
@@ -232,6 +295,16 @@ class LocalBackend(base.Backend):
     def connection_properties(self, device_id: str) -> dict:
         """Where the pool lives and which device to serve."""
         return {"pool_path": self.path, "device": device_id}
+
+
+def _allocated(directory: str) -> int:
+    """Bytes the files of a pool directory take on disk (holes are not counted)."""
+    total = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_blocks * 512
+    return total
 
 
 def _copy_chunks(pool: Pool, source: str, target: str, progress) -> None:

@@ -7,7 +7,7 @@ import time
 from evs_driver.rules import is_unsafe_char
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     """``text`` with control characters shown as escapes, so a stored value cannot drive
     the terminal (or break the table) when printed."""
     if not any(is_unsafe_char(c) for c in text):
@@ -15,12 +15,26 @@ def _escape(text: str) -> str:
     return "".join(c.encode("unicode_escape").decode() if is_unsafe_char(c) else c for c in text)
 
 
-def _cell(value) -> str:
+def human_bytes(count: int) -> str:
+    """A byte count for people: ``5.0 MiB``."""
+    if count < 1024:
+        return f"{count} B"
+    value = count / 1024
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} PiB"
+
+
+def _cell(value, key: str = "") -> str:
     if value is None:
         return ""
+    if key.endswith("_bytes") and isinstance(value, int):
+        return human_bytes(value)
     if isinstance(value, dict | list):
-        return _escape(json.dumps(value, sort_keys=True))
-    return _escape(str(value))
+        return escape(json.dumps(value, sort_keys=True))
+    return escape(str(value))
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
@@ -38,14 +52,14 @@ def show(record: dict, fmt: str) -> str:
     """One record: a Field/Value table, or a JSON object."""
     if fmt == "json":
         return json.dumps(record, indent=2, sort_keys=True)
-    return table([[key, _cell(value)] for key, value in record.items()], ["Field", "Value"])
+    return table([[key, _cell(value, key)] for key, value in record.items()], ["Field", "Value"])
 
 
 def listing(records: list[dict], columns: list[str], fmt: str) -> str:
     """Many records: a table of ``columns``, or a JSON list of whole records."""
     if fmt == "json":
         return json.dumps(records, indent=2, sort_keys=True)
-    return table([[_cell(r.get(c)) for c in columns] for r in records], columns)
+    return table([[_cell(r.get(c), c) for c in columns] for r in records], columns)
 
 
 class ProgressBar:

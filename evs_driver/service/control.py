@@ -17,32 +17,11 @@ from collections.abc import Callable
 from oslo_log import log as logging
 
 from evs_driver import exception
+from evs_driver.operations.context import Session
 from evs_driver.service import protocol
 
 LOG = logging.getLogger(__name__)
 _UCRED = struct.Struct("3i")  # pid, uid, gid of SO_PEERCRED
-
-
-class Session:
-    """One control connection and the clean-ups to run when it ends."""
-
-    def __init__(self, peer_pid: int):
-        self.peer_pid = peer_pid
-        self._cleanups: list[Callable[[], None]] = []
-
-    def on_close(self, cleanup: Callable[[], None]) -> None:
-        """Run ``cleanup`` when the connection ends."""
-        self._cleanups.append(cleanup)
-
-    def close(self) -> None:
-        """Run the clean-ups, newest first; one failing does not stop the others."""
-        while self._cleanups:
-            cleanup = self._cleanups.pop()
-            try:
-                cleanup()
-            except Exception:
-                LOG.exception("Clean-up after control connection of pid %d failed", self.peer_pid)
-
 
 Handler = Callable[[str, list, dict, Session], object]
 

@@ -148,10 +148,13 @@ class NBDExporter(Exporter):
         LOG.info("Stopped serving %s", device_id)
 
     def served(self, device_id: str) -> dict | None:
-        """The connection info of ``device_id``'s export, None when it is not served."""
+        """The connection info of ``device_id``'s export with its live connection count,
+        None when it is not served."""
         with self._lock:
             served = self._served.get(device_id)
-            return dict(served.info) if served else None
+            if served is None:
+                return None
+            return dict(served.info, connections=served.server.registry.connection_count(device_id))
 
     def exports(self) -> list[dict]:
         """Connection info of every export, with its live connection count."""

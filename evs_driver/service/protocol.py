@@ -10,40 +10,16 @@ import json
 import os
 
 from evs_driver import exception
+from evs_driver.operations import OPERATIONS
 
 MAX_LINE = 1024 * 1024  # a request is a few hundred bytes; anything this long is garbage
 SOCKET_NAME = "evs-volume.sock"
-LOCK_NAME = "evs-volume.lock"
+LOCK_NAME = "evs-volume.lock"  # the service holds it alone; embedded commands share it
+GATE_NAME = "evs-volume.starting"  # held by a starting service: new commands wait for it
 
-# What a client may call: the ``EmbeddedClient`` operations plus the service's own.
-CLIENT_METHODS = (
-    "pool_show",
-    "pool_check",
-    "volume_create",
-    "volume_list",
-    "volume_show",
-    "volume_delete",
-    "volume_extend",
-    "volume_revert",
-    "volume_import",
-    "volume_export",
-    "volume_reset_state",
-    "snapshot_create",
-    "snapshot_list",
-    "snapshot_show",
-    "snapshot_delete",
-    "snapshot_export",
-    "snapshot_reset_state",
-)
-SERVICE_METHODS = (
-    "ping",
-    "volume_serve",
-    "volume_unserve",
-    "snapshot_serve",
-    "snapshot_unserve",
-    "export_list",
-)
-METHODS = CLIENT_METHODS + SERVICE_METHODS
+# What a client may call: every operation of the table, and ``ping``.
+PING = "ping"
+METHODS = (*OPERATIONS, PING)
 
 
 def state_path(conf) -> str:
@@ -59,6 +35,11 @@ def socket_path(conf) -> str:
 def lock_path(conf) -> str:
     """The lock file held by the running service of ``conf``'s state path."""
     return os.path.join(state_path(conf), LOCK_NAME)
+
+
+def gate_path(conf) -> str:
+    """The lock file a service takes first, so that no new embedded command starts."""
+    return os.path.join(state_path(conf), GATE_NAME)
 
 
 def encode(message: dict) -> bytes:

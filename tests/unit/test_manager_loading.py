@@ -51,8 +51,7 @@ def test_attach_without_service_leaves_volume_available(tmp_path):
         with pytest.raises(exception.AttachNeedsService):
             m.attach_volume("v", {"host": "h"})
         assert m.get_volume("v").status == "available"
-        with pytest.raises(exception.InvalidStatus):
-            m.detach_volume("v", {"host": "h"})
+        assert m.detach_volume("v", {"host": "h"}).status == "available"  # nothing to detach
     finally:
         m.close()
 

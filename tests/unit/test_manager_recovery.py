@@ -162,7 +162,7 @@ def test_snapshot_creation_blocks_extend_and_revert(tmp_path):
                     seen.append(err.value.msg)
 
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("evs_driver.manager.faults.point", probe)
+            mp.setattr("evs_driver.faults.point", probe)
             m.create_snapshot("v")
         assert len(seen) == 2 and "being created" in seen[0]
         assert m.get_volume("v").status == "available"

@@ -259,7 +259,7 @@ class TestRevert(unittest.TestCase):
                 seen["snapshot"] = self.m.get_snapshot("s1").status
                 raise exception.BackendError(backend="local", reason="injected")
 
-        self.monkeypatch.setattr("evs_driver.manager.faults.point", probe)
+        self.monkeypatch.setattr("evs_driver.faults.point", probe)
         with pytest.raises(exception.BackendError):
             self.m.revert_volume("v", "s1")
         assert seen == {"volume": "rollbacking", "snapshot": "rollbacking"}

@@ -96,18 +96,22 @@ def manager(state_path, **overrides) -> VolumeManager:
 
 
 def snapshot_state(state_path, m: VolumeManager | None = None) -> tuple:
-    """Catalog rows and pool usage: what a failed command must leave unchanged."""
-    own = m is None
-    m = m or manager(state_path)
+    """Catalog rows and pool usage: what a failed command must leave unchanged.
+
+    ``m``, a manager the test keeps open, is used for the catalog only: a manager holds
+    each backend it opened until it closes, and the commands under test need the pool.
+    """
+    own = manager(state_path)
     try:
-        vols = [(v.id, v.display_name, v.size, v.status) for v in m.list_volumes()]
-        snaps = [(s.id, s.display_name, s.volume_size, s.status) for s in m.list_snapshots()]
-        with m.lock("local"):
-            stats = m.drivers["local"].pool_stats()
-        return vols, snaps, stats.free_bytes, stats.provisioned_bytes
+        reader = m or own
+        vols = [(v.id, v.display_name, v.size, v.status) for v in reader.list_volumes()]
+        snaps = [(s.id, s.display_name, s.volume_size, s.status) for s in reader.list_snapshots()]
+        with own.lock("local") as driver:
+            stats = driver.pool_stats()
+        # Used, not free: free space is bounded by the file system's, which others change.
+        return vols, snaps, stats.total_bytes - stats.free_bytes, stats.provisioned_bytes
     finally:
-        if own:
-            m.close()
+        own.close()
 
 
 def hold_status(m: VolumeManager, kind: str, ref: str, status: str) -> None:

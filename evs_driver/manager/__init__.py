@@ -1,0 +1,22 @@
+"""``VolumeManager``: the coordinator over catalog, locks, rules and one driver per backend.
+
+One class made of one mixin per group of operations (``volumes``, ``snapshots``,
+``attachments``, ``data``) over ``base.ManagerBase``, which holds the pattern every
+operation follows; ``backends`` starts each enabled backend on first use.
+"""
+
+from evs_driver.manager.attachments import AttachOperations
+from evs_driver.manager.base import EMBEDDED_BACKEND
+from evs_driver.manager.data import DataOperations
+from evs_driver.manager.snapshots import SnapshotOperations
+from evs_driver.manager.volumes import VolumeOperations
+
+__all__ = ["EMBEDDED_BACKEND", "VolumeManager"]
+
+
+class VolumeManager(VolumeOperations, SnapshotOperations, AttachOperations, DataOperations):
+    """Volumes and snapshots over the enabled backends, enforcing the product rules.
+
+    A manager holds each backend it has used (its pool open, other processes waiting)
+    until ``close``: use one per command, or one in a service, not one per idle program.
+    """

@@ -1,0 +1,115 @@
+"""Attaching volumes and serving snapshots (EVS rule 2.1: in-use volumes keep working).
+
+Invariants: a volume is ``in-use`` exactly while it has a connection made by a live manager
+(``_release_dead_attachments`` frees those of a dead one at the next start); a snapshot is
+served only while ``available``, and is not deleted while served (both under
+``_serve_lock``).
+"""
+
+from oslo_log import log as logging
+
+from evs_driver import catalog as cat
+from evs_driver import exception, rules
+from evs_driver.manager.base import ManagerBase
+from evs_driver.manager.volumes import _named
+
+LOG = logging.getLogger(__name__)
+
+
+class AttachOperations(ManagerBase):
+    """Connections of volumes and snapshots to hosts."""
+
+    def attach_volume(self, ref: str, connector: dict) -> dict:
+        """Mark a volume in-use and return its connection info; attaching a volume that is
+        already attached here the same way returns the same info."""
+        with self.catalog.transaction() as txn:
+            volume = self._find(txn, "volume", ref)
+            self._require_enabled(volume.backend)
+            again = volume.status == "in-use" and self.served(volume) is not None
+            if not again:
+                rules.expect_status("Volume", volume, ("available",), "attaching")
+                undo = self._restore(volume)
+                # The owner lets a later start tell an attachment whose server died.
+                txn.update(volume, status="in-use", task=self._task("attach"))
+        if again:
+            # The exporter answers a repeated request with the existing export's info.
+            try:
+                return self.driver_for(volume).initialize_connection(volume, connector)
+            except exception.AlreadyExists:
+                raise exception.VolumeAttached(
+                    name=volume.id, action="attaching it another way (read-only or elsewhere)"
+                ) from None
+        with self._backend(volume.backend, undo) as driver, self._failing_to(volume, "available"):
+            info = driver.initialize_connection(volume, connector)
+        LOG.info(
+            "Attached volume %s (%s): %s",
+            volume.id,
+            _named(volume),
+            info["data"].get("uri") or info["driver_volume_type"],
+        )
+        return info
+
+    def detach_volume(self, ref: str, connector: dict) -> cat.Volume:
+        """End a volume's connection (its clients are disconnected) and make it available
+        again; a volume that is not attached is fine."""
+        with self.catalog.transaction() as txn:
+            volume = self._find(txn, "volume", ref)
+        if volume.status == "available" and self.served(volume) is None:
+            return volume  # already detached: a second unserve succeeds
+        rules.expect_status("Volume", volume, ("in-use",), "detaching")
+        clients = (self.served(volume) or {}).get("connections", 0)
+        with self.lock(volume.backend) as driver:
+            driver.terminate_connection(volume, connector)
+        with self.catalog.transaction() as txn:
+            txn.update(volume, expect=("in-use",), status="available", task=None)
+        LOG.info(
+            "Detached volume %s (%s)%s",
+            volume.id,
+            _named(volume),
+            f", disconnecting {clients} client(s)" if clients else "",
+        )
+        return volume
+
+    def serve_snapshot(self, ref: str, connector: dict) -> tuple[cat.Snapshot, dict, bool]:
+        """Serve a snapshot read-only (its status does not change); serving one that is
+        served already returns that export. Returns the snapshot, the connection info and
+        whether this call made the export."""
+        with self._serve_lock:
+            snapshot = self.get_snapshot(ref)
+            self._require_enabled(snapshot.backend)
+            existing = self.served(snapshot)
+            if existing:
+                return snapshot, {"driver_volume_type": "nbd", "data": existing}, False
+            rules.expect_status("Snapshot", snapshot, ("available",), "serving")
+            with self.lock(snapshot.backend) as driver:
+                info = driver.initialize_connection_snapshot(snapshot, connector)
+        LOG.info(
+            "Serving snapshot %s (%s) at %s", snapshot.id, _named(snapshot), info["data"]["uri"]
+        )
+        return snapshot, info, True
+
+    def exports(self) -> list[dict]:
+        """Every export this process serves, with its connection count."""
+        return self.exporter.exports() if self.exporter is not None else []
+
+    def unserve_snapshot(self, ref: str) -> cat.Snapshot:
+        """Stop serving a snapshot; one not served is fine."""
+        snapshot = self.get_snapshot(ref)
+        with self._serve_lock:
+            if self.served(snapshot) is not None:
+                with self.lock(snapshot.backend) as driver:
+                    driver.terminate_connection_snapshot(snapshot, {})
+                LOG.info("Stopped serving snapshot %s (%s)", snapshot.id, _named(snapshot))
+        return snapshot
+
+    def _release_dead_attachments(self) -> None:
+        """Make volumes attached by a manager that died available: their exports died too."""
+        with self.catalog.transaction() as txn:
+            attached = txn.in_status("volumes", ("in-use",))
+        for volume in attached:
+            task = volume.task or {}
+            if task.get("op") != "attach" or self.owner.is_alive(task.get("owner")):
+                continue  # set by hand (reset-state), or still served by a live manager
+            with self.catalog.transaction() as txn:
+                txn.update(volume, expect=("in-use",), status="available", task=None)
+            LOG.warning("Volume %s was attached by a stopped service; now available", volume.id)

@@ -1,0 +1,88 @@
+"""Snapshot operations: create and delete (EVS rules 2 and 5)."""
+
+from oslo_log import log as logging
+
+from evs_driver import catalog as cat
+from evs_driver import exception, faults, rules
+from evs_driver.manager.base import ManagerBase
+from evs_driver.manager.volumes import _named
+
+LOG = logging.getLogger(__name__)
+
+
+class SnapshotOperations(ManagerBase):
+    """What a user may do to snapshots."""
+
+    def create_snapshot(
+        self,
+        volume_ref: str,
+        name: str | None = None,
+        description: str | None = None,
+        force: bool = False,
+        metadata: dict | None = None,
+    ) -> cat.Snapshot:
+        """Snapshot a volume (``force`` is accepted as in Cinder API 3.66: in-use needs none)."""
+        rules.check_snapshot_name(name)
+        rules.check_text("description", description)
+        with self.catalog.transaction() as txn:
+            volume = self._find(txn, "volume", volume_ref)
+            self._require_enabled(volume.backend)
+            rules.expect_status("Volume", volume, rules.SNAPSHOT_SOURCE, "a snapshot")
+            count = len(txn.snapshots(volume_id=volume.id))
+            rules.check_snapshot_limit(volume.id, count, self.conf.max_snapshots_per_volume)
+            stamp = cat.now()
+            snapshot = cat.Snapshot(
+                id=cat.new_id(),
+                display_name=name,
+                display_description=description,
+                volume_id=volume.id,
+                volume_size=volume.size,
+                status="creating",
+                backend=volume.backend,
+                created_at=stamp,
+                updated_at=stamp,
+                metadata=metadata or {},
+                task=self._task("create"),
+            )
+            txn.add(snapshot)
+        with (
+            self._backend(volume.backend, self._forget(snapshot)) as driver,
+            self._failing_to(snapshot, "error"),
+        ):
+            update = driver.create_snapshot(snapshot)
+            faults.point("create_snapshot.after_backend")
+        with self.catalog.transaction() as txn:
+            txn.update(snapshot, status="available", task=None, **(update or {}))
+        LOG.info(
+            "Created snapshot %s (%s) of volume %s (%s)",
+            snapshot.id,
+            _named(snapshot),
+            volume.id,
+            _named(volume),
+        )
+        return snapshot
+
+    def delete_snapshot(self, ref: str) -> None:
+        """Delete a snapshot; volumes made from or reverted to it keep their data."""
+        with self._serve_lock, self.catalog.transaction() as txn:
+            snapshot = self._find_or_gone(txn, "snapshot", ref)
+            if snapshot is None:
+                LOG.info("Snapshot %s is already gone: nothing to delete", ref)
+                return
+            self._require_enabled(snapshot.backend)
+            rules.expect_status("Snapshot", snapshot, rules.DELETE_SNAPSHOT, "deleting")
+            self._refuse_served(snapshot)
+            if txn.volumes(source_snapshot_id=snapshot.id, status="creating"):
+                raise exception.ConcurrentOperation(
+                    kind="Snapshot", name=snapshot.id, reason="a volume is being created from it"
+                )
+            undo = self._restore(snapshot)
+            txn.update(snapshot, status="deleting", task=self._task("delete"))
+        with self._backend(snapshot.backend, undo) as driver:
+            with self._failing_to(snapshot, "error_deleting"):
+                driver.delete_snapshot(snapshot)
+                faults.point("delete_snapshot.after_backend")
+            driver.collect()  # rule 8: the freed space is usable when the delete returns
+        with self.catalog.transaction() as txn:
+            txn.remove(snapshot)
+        LOG.info("Deleted snapshot %s (%s)", snapshot.id, _named(snapshot))

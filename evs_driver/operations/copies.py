@@ -1,0 +1,141 @@
+"""Images in and out (``evs volume import|export``, ``evs snapshot export``).
+
+Raw images are copied where the manager is, by our own sparse copy. Other formats are
+copied by qemu-img in the ``evs`` process (so its progress bar draws on the user's
+terminal) against an export made for the copy, scoped to the asking process: one
+sequence, ``_through_export``, whether the manager is embedded or in the service.
+"""
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+
+from evs_driver import exception, imageio
+from evs_driver.operations.arguments import image_format
+from evs_driver.operations.context import Context
+from evs_driver.operations.table import Arg, operation, with_client
+
+GiB = 1024**3
+FORCE = Arg(
+    "force", ("--force",), action="store_true", default=False, help="Overwrite FILE if it exists."
+)
+
+
+@operation(
+    "volume",
+    "import",
+    "Write an image file (raw, or any format qemu-img reads) onto a volume.",
+    args=(Arg("volume", help="Volume id or name."), Arg("file")),
+    progress="importing",
+)
+def volume_import(ctx: Context, volume: str, file: str) -> dict:
+    """Write a raw image onto a detached volume (zero blocks stay unmapped)."""
+    written = ctx.manager.import_volume(volume, file, ctx.progress)
+    return {"volume": ctx.manager.get_volume(volume).id, "file": file, "data_bytes": written}
+
+
+@operation(
+    "volume",
+    "export",
+    "Write a volume to an image file.",
+    args=(Arg("volume", help="Volume id or name."), Arg("file"), image_format(), FORCE),
+    progress="exporting",
+)
+def volume_export(
+    ctx: Context, volume: str, file: str, image_format: str = "raw", force: bool = False
+) -> dict:
+    """Write a detached volume to a raw image."""
+    _refuse_existing(file, force)
+    written = ctx.manager.export("volume", volume, file, ctx.progress)
+    return {"volume": ctx.manager.get_volume(volume).id, "file": file, "data_bytes": written}
+
+
+@operation(
+    "snapshot",
+    "export",
+    "Write a snapshot to an image file.",
+    args=(Arg("snapshot", help="Snapshot id or name."), Arg("file"), image_format(), FORCE),
+    progress="exporting",
+)
+def snapshot_export(
+    ctx: Context, snapshot: str, file: str, image_format: str = "raw", force: bool = False
+) -> dict:
+    """Write an available snapshot to a raw image."""
+    _refuse_existing(file, force)
+    written = ctx.manager.export("snapshot", snapshot, file, ctx.progress)
+    return {"snapshot": ctx.manager.get_snapshot(snapshot).id, "file": file, "data_bytes": written}
+
+
+# -- the evs process's side -----------------------------------------------------------------
+@with_client("volume_import")
+def _import(client, volume: str, file: str) -> dict:
+    info = _probe(file, raw_natively=client.embedded)
+    if info is None:
+        return client.call("volume_import", volume, os.path.abspath(file))
+    size = client.call("volume_show", volume)["size"] * GiB
+    with _through_export(client, "volume", volume, read_only=False) as (served, uri):
+        imageio.import_image(file, info, uri, size, _bar(client))
+    return {
+        "volume": served["volume"],
+        "file": file,
+        "format": info.format,
+        "virtual_size": info.virtual_size,
+    }
+
+
+@with_client("volume_export")
+def _export_volume(client, volume: str, file: str, image_format: str = "raw", force=False):
+    return _export(client, "volume", volume, file, image_format, force)
+
+
+@with_client("snapshot_export")
+def _export_snapshot(client, snapshot: str, file: str, image_format: str = "raw", force=False):
+    return _export(client, "snapshot", snapshot, file, image_format, force)
+
+
+def _export(client, kind: str, ref: str, file: str, image_format: str, force: bool) -> dict:
+    _refuse_existing(file, force)
+    if not imageio.available() or (image_format == "raw" and client.embedded):
+        if image_format != "raw":
+            raise exception.InvalidInput(
+                reason=f"writing {image_format} images needs qemu-img (apt-get install qemu-utils)"
+            )
+        return client.call(f"{kind}_export", ref, os.path.abspath(file), force=force)
+    with _through_export(client, kind, ref, read_only=True) as (served, uri):
+        imageio.export_image(uri, file, image_format, _bar(client))
+    return {kind: served[kind], "file": file, "format": image_format}
+
+
+@contextlib.contextmanager
+def _through_export(client, kind: str, ref: str, read_only: bool) -> Iterator[tuple[dict, str]]:
+    """An export of ``ref`` on a private socket for one copy, ended afterwards (and by the
+    service anyway if this process dies meanwhile)."""
+    with tempfile.TemporaryDirectory(prefix="evs-nbd-") as directory:  # sockets are < 108 bytes
+        listen = {"socket": os.path.join(directory, "nbd.sock")}
+        extra = {"read_only": read_only} if kind == "volume" else {}
+        served = client.call(f"{kind}_serve", ref, listen=listen, scoped=True, **extra)
+        try:
+            yield served, served["uri"]
+        finally:
+            if served.get("socket") == listen["socket"]:  # ours, not an earlier serve's
+                unserve = {"force": True} if kind == "volume" else {}  # qemu-img may linger
+                client.call(f"{kind}_unserve", served[kind], **unserve)
+
+
+def _probe(path: str, raw_natively: bool) -> imageio.ImageInfo | None:
+    """The image's qemu-img info when qemu-img copies it; None for our own raw copy."""
+    if not imageio.available() or not os.access(path, os.R_OK):
+        return None  # the raw copy reports a missing or unreadable file itself
+    info = imageio.inspect(path)
+    return None if raw_natively and info.format == "raw" else info
+
+
+def _refuse_existing(path: str, force: bool) -> None:
+    if os.path.exists(path) and not force:
+        raise exception.InvalidInput(reason=f"{path} exists; add --force to overwrite it")
+
+
+def _bar(client) -> bool:
+    """Whether qemu-img should draw its own progress bar (ours would, on a terminal)."""
+    return bool(getattr(client.progress, "enabled", False))
