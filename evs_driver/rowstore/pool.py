@@ -20,8 +20,8 @@ import time
 
 from evs_driver import exception
 from evs_driver.backends.base import CheckReport
-from evs_driver.rowstore import checker, collector, overlays
-from evs_driver.rowstore.chunkstore import ChunkStore
+from evs_driver.rowstore import checker, collector, directory, overlays
+from evs_driver.rowstore.chunkstore import ChunkStore, new_pool_id
 from evs_driver.rowstore.devices import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNKS,
@@ -35,17 +35,13 @@ from evs_driver.rowstore.devices import (
     validate_size,
 )
 from evs_driver.rowstore.lockfile import PoolLock
-from evs_driver.rowstore.metastore import Change, MetaStore
+from evs_driver.rowstore.metastore import FORMAT_VERSION, Change, MetaStore
 from evs_driver.rowstore.nodes import DEFAULT_BITS, NodeStore, height_for
 from evs_driver.rowstore.overlays import Overlays
 from evs_driver.rowstore.spacemap import SpaceMap
 from evs_driver.rowstore.tree import find_leaf, grow, lookup_run, prune, writable_path
 
 LOG = logging.getLogger(__name__)
-
-DATA_FILE = "data"
-META_FILE = "metadata.sqlite"
-LOCK_FILE = "lock"
 
 
 class Pool:
@@ -58,10 +54,10 @@ class Pool:
         control operations, and garbage is collected only by ``collect`` (deterministic tests).
         """
         self.path = os.path.abspath(path)
-        meta_path = os.path.join(self.path, META_FILE)
+        meta_path = os.path.join(self.path, directory.META_FILE)
         if not os.path.exists(meta_path):
-            raise exception.InvalidPool(path=self.path, reason=f"{META_FILE} is missing")
-        self._pool_lock = PoolLock(os.path.join(self.path, LOCK_FILE), self.path)
+            raise exception.InvalidPool(path=self.path, reason=f"{directory.META_FILE} is missing")
+        self._pool_lock = PoolLock(os.path.join(self.path, directory.LOCK_FILE), self.path)
         try:
             self._load(meta_path)
         except BaseException:
@@ -98,16 +94,18 @@ class Pool:
                 reason=f"capacity {capacity} must hold 1 to {MAX_CHUNKS} chunks of {chunk_size} bytes"
             )
         path = os.path.abspath(path)
-        os.makedirs(path, exist_ok=True)
-        meta_path = os.path.join(path, META_FILE)
+        directory.make_private_directory(path)
+        meta_path = os.path.join(path, directory.META_FILE)
         if os.path.exists(meta_path):
             raise exception.AlreadyExists(kind="Pool", name=path)
-        lock = PoolLock(os.path.join(path, LOCK_FILE), path)
+        lock = PoolLock(os.path.join(path, directory.LOCK_FILE), path)
         try:
-            with open(os.path.join(path, DATA_FILE), "wb"):
-                pass
-            meta = MetaStore(meta_path)
-            meta.create_schema(
+            pool_id = new_pool_id()
+            # The data file first: the metadata, which makes this a pool, names it.
+            ChunkStore.create(os.path.join(path, directory.DATA_FILE), chunk_size, chunks, pool_id)
+            MetaStore.create(
+                meta_path,
+                path,
                 {
                     "chunk_size": chunk_size,
                     "node_bits": node_bits,
@@ -117,9 +115,9 @@ class Pool:
                     "next_device_id": 1,
                     "clean": 1,
                     "created_at": time.time(),
-                }
+                    "pool_id": pool_id,
+                },
             )
-            meta.close()
         finally:
             lock.release()
         return cls(path, commit_interval, background)
@@ -130,14 +128,45 @@ class Pool:
         return cls(path, commit_interval, background)
 
     def _load(self, meta_path: str) -> None:
-        self._meta = MetaStore(meta_path)
-        self._meta.upgrade(self.path)
+        directory.make_private(self.path)
+        directory.require_writable(self.path)
+        self._meta = MetaStore.open(meta_path, self.path)
+        try:
+            self._load_metadata()
+        except BaseException:
+            self._meta.close()
+            raise
+
+    def _load_metadata(self) -> None:
+        version = self._meta.format_version()
         settings = self._meta.settings()
         self.chunk_size = int(settings["chunk_size"])
-        self._block = self.chunk_size // overlays.BLOCKS
-        self._overlays = Overlays(self._meta.overlays())
         self.capacity_chunks = int(settings["capacity_chunks"])
         self.capacity = self.capacity_chunks * self.chunk_size
+        self._chunks = ChunkStore(
+            os.path.join(self.path, directory.DATA_FILE),
+            self.chunk_size,
+            self.capacity_chunks,
+            self.path,
+        )
+        try:
+            self._pool_id = settings.get("pool_id")
+            if self._pool_id:
+                self._chunks.verify_identity(self._pool_id)
+            if version < FORMAT_VERSION:
+                upgrade = {}
+                if not self._pool_id:  # format 3 names the data file; stamp it first
+                    self._pool_id = upgrade["pool_id"] = new_pool_id()
+                    self._chunks.stamp(self._pool_id)
+                self._meta.upgrade(upgrade)
+            self._load_state(settings)
+        except BaseException:
+            self._chunks.close()
+            raise
+
+    def _load_state(self, settings: dict) -> None:
+        self._block = self.chunk_size // overlays.BLOCKS
+        self._overlays = Overlays(self._meta.overlays())
         self._next_device_id = int(settings["next_device_id"])
         garbage = self._meta.garbage()
         self._data = SpaceMap(
@@ -146,15 +175,10 @@ class Pool:
             int(settings["data_high_water"]),
             self.capacity_chunks,
         )
-        node_refs = SpaceMap(
-            self.path + " metadata",
-            self._meta.pages("node"),
-            int(settings["node_high_water"]),
-            None,
-            busy={node_id - 1 for node_id in garbage},
-        )
         self._bits = int(settings["node_bits"])
-        self._nodes = NodeStore(self._meta.node, node_refs, self._data, garbage, self._bits)
+        self._nodes = NodeStore(
+            self._meta.node, self._node_space(garbage), self._data, garbage, self._bits
+        )
         self._devices: dict[str, Device] = {}
         self._by_id: dict[int, Device] = {}
         for row in self._meta.devices():
@@ -163,13 +187,20 @@ class Pool:
         self._deleted_devices: set[int] = set()
         self._dirty = False
         self._lock = threading.RLock()
-        self._chunks = ChunkStore(
-            os.path.join(self.path, DATA_FILE), self.chunk_size, self.capacity_chunks, self.path
-        )
         self._last_commit = time.monotonic()
         if int(settings.get("clean", 0)) != 1:
             self._recover_free_space()
         self._save_settings(clean=0)
+
+    def _node_space(self, garbage: set[int]) -> SpaceMap:
+        """The committed reference counts of the metadata nodes."""
+        return SpaceMap(
+            self.path + " metadata",
+            self._meta.pages("node"),
+            int(self._meta.settings()["node_high_water"]),
+            None,
+            busy={node_id - 1 for node_id in garbage},
+        )
 
     def _recover_free_space(self) -> None:
         """After a crash, free chunks may hold data of writes that never committed: zero them."""
@@ -187,18 +218,24 @@ class Pool:
         self._meta.save(change)
 
     def close(self) -> None:
-        """Commit everything, mark the pool cleanly closed and release it."""
+        """Commit everything, mark the pool cleanly closed and release it.
+
+        When the commit fails the pool is still closed and released, but not marked clean
+        (the next open recovers), and the error is raised.
+        """
         if self._stop.is_set():
             return
         self._stop.set()
         if self._worker.is_alive():
             self._worker.join()
-        with self._lock:
-            self._commit_locked()
-            self._save_settings(clean=1)
+        try:
+            with self._lock:
+                self._commit_locked()
+                self._save_settings(clean=1)
+        finally:
             self._chunks.close()
             self._meta.close()
-        self._pool_lock.release()
+            self._pool_lock.release()
 
     def __enter__(self):
         return self
@@ -265,10 +302,9 @@ class Pool:
         """Create an empty thin volume of ``size`` bytes."""
         validate_name(name)
         validate_size(size)
-        with self._lock:
+        with self._control():
             device = self._new_device(name, VOLUME, size, 0, None, 0)
-            self._commit_locked()
-            return self._info(device)
+        return self._info(device)
 
     def create_snapshot(self, volume: str, name: str) -> DeviceInfo:
         """Share the volume's current tree under a read-only name: O(1), no data copied."""
@@ -276,15 +312,15 @@ class Pool:
         source = self._device(volume)
         if source.kind != VOLUME:
             raise exception.InvalidOperation(reason=f"{volume} is a snapshot; snapshot a volume")
-        with source.lock.write(), self._lock:  # the write barrier: no write of it in flight
+        with source.lock.write(), self._control():  # the write barrier: no write in flight
             self._require_alive(source)
+            self._require_new_name(name)
             if source.root:
                 self._nodes.inc(source.root)
             device = self._new_device(
                 name, SNAPSHOT, source.size, source.root, source.id, source.mapped
             )
-            self._commit_locked()
-            return self._info(device)
+        return self._info(device)
 
     def clone(self, source: str, name: str, size: int | None = None) -> DeviceInfo:
         """Create a volume sharing every chunk of ``source`` (a snapshot or a volume)."""
@@ -297,16 +333,14 @@ class Pool:
                 reason=f"new volume size {size} is smaller than {source}'s size {origin.size}"
             )
         guard = origin.lock.write() if origin.kind == VOLUME else origin.lock.read()
-        with guard, self._lock:
+        with guard, self._control():
             self._require_alive(origin)
-            if name in self._devices:
-                raise exception.AlreadyExists(kind="Device", name=name)
+            self._require_new_name(name)
             if origin.root:
                 self._nodes.inc(origin.root)
             root = grow(self._nodes, origin.root, self._height(origin.size), self._height(size))
             device = self._new_device(name, VOLUME, size, root, None, origin.mapped)
-            self._commit_locked()
-            return self._info(device)
+        return self._info(device)
 
     def revert(self, volume: str, snapshot: str) -> None:
         """Give ``volume`` the content of one of its snapshots; every snapshot is kept."""
@@ -319,7 +353,7 @@ class Pool:
                 reason=f"{snapshot} is not a snapshot of volume {volume}"
             )
         first, second = sorted((target, source), key=lambda d: d.id)
-        with self._ordered(first, second, target), self._lock:
+        with self._ordered(first, second, target), self._control():
             self._require_alive(target)
             self._require_alive(source)
             old_root = target.root
@@ -332,7 +366,66 @@ class Pool:
             if old_root:
                 self._nodes.drop(old_root)
             self._touch(target)
-            self._commit_locked()
+
+    def _require_new_name(self, name: str) -> None:
+        if name in self._devices:
+            raise exception.AlreadyExists(kind="Device", name=name)
+
+    @contextlib.contextmanager
+    def _control(self):
+        """Run a control operation under the pool lock as a transaction of its own.
+
+        What was pending commits first, so the committed metadata is the state before the
+        operation; when the operation or its commit fails, what it changed is re-read from
+        there. A control operation that raises has had no effect.
+        """
+        with self._lock:
+            if self._pending():
+                self._commit_locked()  # when this fails the operation has not started
+            saved = dict(self._devices), self._next_device_id
+            states = {d.id: (d.root, d.size, d.mapped) for d in self._devices.values()}
+            try:
+                yield
+                self._commit_locked()
+            except BaseException:
+                if self._pending():
+                    self._undo_control(*saved, states)
+                raise
+
+    def _pending(self) -> bool:
+        """True when memory holds metadata changes the last commit did not store."""
+        nodes = self._nodes
+        return bool(
+            self._dirty
+            or nodes.dirty
+            or nodes.deleted
+            or nodes.new_garbage
+            or nodes.refs.dirty_pages
+            or self._data.dirty_pages
+            or self._overlays.dirty
+        )
+
+    def _undo_control(self, devices: dict, next_device_id: int, states: dict) -> None:
+        """Forget a failed control operation: it changed only devices and nodes (never data
+        chunks), and everything else equals the committed state it started from."""
+        nodes = self._nodes
+        for node_id in nodes.dirty:
+            nodes.cache.pop(node_id, None)
+        nodes.dirty.clear()
+        nodes.deleted.clear()
+        nodes.new_garbage.clear()
+        nodes.garbage.clear()
+        nodes.garbage.update(self._meta.garbage())
+        nodes.refs = self._node_space(nodes.garbage)
+        self._devices = devices
+        self._by_id = {device.id: device for device in devices.values()}
+        for device in devices.values():
+            device.root, device.size, device.mapped = states[device.id]
+            device.deleted = False
+        self._next_device_id = next_device_id
+        self._dirty_devices.clear()
+        self._deleted_devices.clear()
+        self._dirty = False
 
     def _ordered(self, first: Device, second: Device, writer: Device):
         """Lock two devices in id order (no deadlock): the writer exclusively, the other shared."""
@@ -349,7 +442,7 @@ class Pool:
             raise exception.InvalidOperation(
                 reason=f"{name} is a snapshot; snapshots keep their size"
             )
-        with device.lock.write(), self._lock:
+        with device.lock.write(), self._control():
             self._require_alive(device)
             if size < device.size:
                 raise exception.InvalidSize(
@@ -360,12 +453,11 @@ class Pool:
             )
             device.size = size
             self._touch(device)
-            self._commit_locked()
 
     def delete(self, name: str) -> None:
         """Remove a volume or snapshot; its exclusive chunks are freed by the collector."""
         device = self._device(name)
-        with device.lock.write(), self._lock:
+        with device.lock.write(), self._control():
             self._require_alive(device)
             if device.root:
                 self._nodes.drop(device.root)
@@ -375,7 +467,6 @@ class Pool:
             self._dirty_devices.discard(device.id)
             self._deleted_devices.add(device.id)
             self._dirty = True
-            self._commit_locked()
 
     def _require_alive(self, device: Device) -> None:
         if device.deleted:
@@ -817,12 +908,17 @@ class Pool:
         self._dirty = False
         self._last_commit = time.monotonic()
         # Only now may freed space be reused: the committed metadata no longer points at it.
-        self._chunks.zero_chunks(self._data.take_pending())
-        self._data.recycle()
         nodes.refs.recycle()
+        try:
+            self._chunks.zero_chunks(self._data.take_pending())
+        except exception.EVSError as err:  # the commit stands; a later one zeroes them
+            LOG.warning("Pool %s keeps freed chunks unusable for now: %s", self.path, err)
+        else:
+            self._data.recycle()
 
     def _background(self) -> None:
         """Commit about once a commit interval and collect garbage a batch at a time."""
+        failing = False
         while not self._stop.wait(min(self._commit_interval, 0.25)):
             try:
                 collected, more = collector.collect_batch(self, budget=64)
@@ -831,6 +927,13 @@ class Pool:
                 # becomes reusable only after a commit.
                 if self._dirty and (due or (collected and not more)):
                     self._commit()
+                failing = False
+            except exception.EVSError as err:  # e.g. a full file system: retried, said once
+                if not failing:
+                    LOG.warning(
+                        "Background commit of pool %s failed, will retry: %s", self.path, err
+                    )
+                failing = True
             except Exception:  # keep the pool usable; the next commit retries
                 LOG.exception("Background commit of pool %s failed", self.path)
 
@@ -841,15 +944,18 @@ class Pool:
         self.commit()
 
     def check(self) -> CheckReport:
-        """Commit, then verify every reference count and pointer of the committed metadata."""
+        """Commit, then verify the data file and every reference count and pointer of the
+        committed metadata."""
         with self._lock:
             self._commit_locked()
-            return checker.check(self._meta)
+            return self._check_committed()
 
     def _check_committed(self) -> CheckReport:
-        """Verify the committed metadata as it is on disk, without committing first."""
+        """Verify the data file and the committed metadata, without committing first."""
         with self._lock:
-            return checker.check(self._meta)
+            report = checker.check(self._meta)
+            problems = self._chunks.problems(self._pool_id)
+            return CheckReport(tuple(problems) + report.problems, report.summary)
 
     # -- accounting ---------------------------------------------------------------------------
     def exclusive_bytes(self, name: str) -> int:
