@@ -11,7 +11,7 @@ import contextlib
 import os
 import stat
 
-from evs_driver import exception
+from evs_driver import exception, fileio
 
 DATA_FILE = "data"
 META_FILE = "metadata.sqlite"
@@ -23,16 +23,16 @@ DIR_MODE = 0o700
 
 
 def make_private_directory(path: str) -> None:
-    """Create ``path`` (and missing parents) and make it 0700."""
-    os.makedirs(path, DIR_MODE, exist_ok=True)
-    os.chmod(path, DIR_MODE)  # makedirs applies the umask, and path may have existed
+    """Create ``path`` (and missing parents, 0700) and make it 0700 even if it existed."""
+    fileio.private_dir(path)
+    os.chmod(path, DIR_MODE)
 
 
 def create_private_file(path: str) -> int:
     """Create ``path`` empty (replacing a file there) as 0600; return an O_RDWR descriptor."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
-    os.fchmod(fd, FILE_MODE)  # os.open's mode passes through the umask
-    return fd
+    fileio.create_private(path)
+    os.chmod(path, FILE_MODE)  # exactly 0600: os.open's mode passes through the umask
+    return os.open(path, os.O_RDWR | os.O_TRUNC | os.O_CLOEXEC)
 
 
 def sync_directory(path: str) -> None:
