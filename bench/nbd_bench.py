@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 from evs_driver.nbd import FileDevice, NBDServer
 from evs_driver.rowstore import Pool
-from evs_driver.rowstore.device import PoolDevice
+from evs_driver.rowstore.blockdevice import PoolDevice
 
 MiB = 1 << 20
 CLUSTER = 64 << 10  # qcow2's default cluster and the pool's default chunk

@@ -62,6 +62,13 @@ class PoolFull(EVSError):
     code = errno.ENOSPC
 
 
+class FileSystemFull(PoolFull):
+    message = (
+        "Pool %(pool)s is full: the file system under it has no space left (%(detail)s); "
+        "free space there and retry."
+    )
+
+
 class PoolBusy(EVSError):
     message = "Pool %(path)s is in use by another process (%(holder)s)."
     code = errno.EBUSY

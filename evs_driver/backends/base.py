@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from evs_driver import exception
 from evs_driver.blockdev import BlockDevice
+from evs_driver.reports import CheckReport  # defined apart so the engine can use it too
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (bytes done, bytes total) during long copies."""
@@ -39,18 +40,6 @@ class DeviceUsage:
     size: int
     mapped_bytes: int
     exclusive_bytes: int
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckReport:
-    """What a consistency check found; ``clean`` when there is nothing to report."""
-
-    problems: tuple[str, ...] = ()
-    summary: str = ""
-
-    @property
-    def clean(self) -> bool:
-        return not self.problems
 
 
 class Backend(abc.ABC):

@@ -18,7 +18,7 @@ from evs_driver.conf import backend_option_error
 from evs_driver.conf.local import MAX_CHUNK, MIN_CHUNK
 from evs_driver.locking import FileLock
 from evs_driver.rowstore import Pool
-from evs_driver.rowstore.device import PoolDevice
+from evs_driver.rowstore.blockdevice import PoolDevice
 
 GiB = 1024**3
 

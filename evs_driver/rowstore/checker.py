@@ -14,8 +14,8 @@ Reads the committed metadata only. Reports:
 from array import array
 from collections import Counter
 
-from evs_driver.backends.base import CheckReport
-from evs_driver.rowstore.nodes import height_for
+from evs_driver.reports import CheckReport
+from evs_driver.rowstore.geometry import height_for
 from evs_driver.rowstore.overlays import FULL
 from evs_driver.rowstore.spacemap import PAGE_ENTRIES
 

@@ -1,50 +1,142 @@
-"""The data file: fixed-size chunks in one sparse file.
+"""The data file: fixed-size chunks in one sparse file, then an identity block.
 
-Invariant kept with the pool: every chunk that is free reads as zeros (freed chunks are
-punched before reuse, and an unclean shutdown punches all free chunks at the next open),
-so a newly mapped chunk never exposes another device's old data.
+Invariants kept with the pool:
+- every chunk that is free reads as zeros (freed chunks are punched before reuse, and an
+  unclean shutdown punches all free chunks at the next open), so a newly mapped chunk
+  never exposes another device's old data;
+- the file is exactly ``capacity`` bytes of chunks plus the identity block, which names
+  the pool the metadata describes: a truncated, replaced or foreign data file is refused
+  at open and reported by ``verify``, never read as zeros.
 """
 
 import errno
 import os
+import struct
+import uuid
 
 from evs_driver import exception, fileio
+from evs_driver.rowstore import directory
 
+IDENTITY_BYTES = 4096
+_IDENTITY = struct.Struct("<16s16sQQ")  # magic, pool uuid, chunk size, capacity in chunks
+_MAGIC = b"evs pool data\n\0\0"
 _ZEROS = bytes(1 << 20)
+_RESTORE = "restore the pool directory from a backup; the metadata maps data in it"
+
+
+def new_pool_id() -> str:
+    """A fresh pool identity, as stored in the metadata."""
+    return uuid.uuid4().hex
 
 
 class ChunkStore:
     """Positional I/O on the data file, in chunk units."""
 
     def __init__(self, path: str, chunk_size: int, capacity_chunks: int, pool_name: str):
+        """Open the data file of a pool; ``verify_identity`` or ``stamp`` before use."""
         self.path = path
         self.chunk_size = chunk_size
+        self.capacity_chunks = capacity_chunks
         self.pool_name = pool_name
-        self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        self.file_size = capacity_chunks * chunk_size + IDENTITY_BYTES
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise self._damaged(f"its data file {path} is missing; {_RESTORE}") from None
+        self._inode = _identity_of(os.fstat(self.fd))
         # A volume's chunks lie anywhere in the file, so the kernel's sequential readahead
         # would guess wrong; worse, it fills the cache with large folios that make every
         # later small overwrite walk the whole folio. Reads ask for exactly what they need.
         os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
-        self.resize(capacity_chunks)
         self._can_punch = True
 
-    def resize(self, capacity_chunks: int) -> None:
-        if os.fstat(self.fd).st_size < capacity_chunks * self.chunk_size:
-            os.ftruncate(self.fd, capacity_chunks * self.chunk_size)
+    @classmethod
+    def create(cls, path: str, chunk_size: int, capacity_chunks: int, pool_id: str) -> None:
+        """Make a new, empty (sparse) data file stamped with ``pool_id``; durable on return."""
+        fd = directory.create_private_file(path)
+        try:
+            os.ftruncate(fd, capacity_chunks * chunk_size)
+        finally:
+            os.close(fd)
+        store = cls(path, chunk_size, capacity_chunks, os.path.dirname(path))
+        try:
+            store.stamp(pool_id)
+        finally:
+            store.close()
 
     def close(self) -> None:
         os.close(self.fd)
 
-    def _full(self, err: OSError) -> exception.EVSError:
+    # -- identity ---------------------------------------------------------------------
+    def _identity_block(self, pool_id: str) -> bytes:
+        packed = _IDENTITY.pack(
+            _MAGIC, uuid.UUID(hex=pool_id).bytes, self.chunk_size, self.capacity_chunks
+        )
+        return packed + bytes(IDENTITY_BYTES - len(packed))
+
+    def stamp(self, pool_id: str) -> None:
+        """Size the file and write its identity block (new pools, and older pools' upgrade)."""
+        size = os.fstat(self.fd).st_size
+        if size < self.capacity_chunks * self.chunk_size:
+            raise self._damaged(self._size_problem(size))
+        os.ftruncate(self.fd, self.file_size)
+        self.write(self.capacity_chunks * self.chunk_size, self._identity_block(pool_id))
+        self.sync()
+
+    def verify_identity(self, pool_id: str) -> None:
+        """Refuse a data file that is not the one this pool's metadata describes."""
+        problems = self.problems(pool_id)
+        if problems:
+            raise self._damaged(f"{problems[0]}; {_RESTORE}")
+
+    def problems(self, pool_id: str | None) -> list[str]:
+        """What is wrong with the data file: missing, replaced, resized or foreign."""
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            return [f"the data file {self.path} was removed while the pool was open"]
+        if _identity_of(on_disk) != self._inode:
+            return [f"the data file {self.path} was replaced while the pool was open"]
+        size = os.fstat(self.fd).st_size
+        if pool_id is None:  # a pool from before identity blocks: only its size is known
+            return (
+                [] if size >= self.capacity_chunks * self.chunk_size else [self._size_problem(size)]
+            )
+        if size != self.file_size:
+            return [self._size_problem(size)]
+        block = os.pread(self.fd, _IDENTITY.size, self.capacity_chunks * self.chunk_size)
+        if block != self._identity_block(pool_id)[: _IDENTITY.size]:
+            if block[: len(_MAGIC)] == _MAGIC:
+                return [f"the data file {self.path} belongs to another pool"]
+            return [f"the data file {self.path} is not this pool's (its identity block is gone)"]
+        return []
+
+    def _size_problem(self, size: int) -> str:
+        return (
+            f"the data file {self.path} is {size} bytes but the pool's is {self.file_size} "
+            f"(truncated or replaced?)"
+        )
+
+    def _damaged(self, reason: str) -> exception.PoolCorrupt:
+        return exception.PoolCorrupt(path=self.pool_name, reason=reason)
+
+    # -- data -----------------------------------------------------------------------
+    def _error(self, err: OSError) -> exception.EVSError:
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            return exception.PoolFull(pool=self.pool_name, detail=f"data file: {err.strerror}")
+            return exception.FileSystemFull(
+                pool=self.pool_name, detail=f"data file {self.path}: {err.strerror}"
+            )
         return exception.EVSError(f"I/O error on {self.path}: {err}")
 
     def readinto(self, position: int, view: memoryview) -> None:
         """Fill ``view`` from byte ``position`` of the file."""
         done = os.preadv(self.fd, [view], position)
-        if done < len(view):  # only past EOF, which the pool never reads
-            view[done:] = _ZEROS[: len(view) - done]
+        while done < len(view):
+            more = os.preadv(self.fd, [view[done:]], position + done)
+            if not more:  # the file ends early: it was truncated under the open pool
+                size = os.fstat(self.fd).st_size
+                raise self._damaged(f"{self._size_problem(size)}; {_RESTORE}")
+            done += more
 
     def write(self, position: int, data) -> None:
         try:
@@ -52,7 +144,7 @@ class ChunkStore:
             while done < len(data):
                 done += os.pwrite(self.fd, memoryview(data)[done:], position + done)
         except OSError as err:
-            raise self._full(err) from err
+            raise self._error(err) from err
 
     def zero(self, position: int, length: int) -> None:
         """Make a byte range read as zeros, giving its space back to the file system."""
@@ -62,7 +154,7 @@ class ChunkStore:
             self._can_punch = False
             fileio.write_zeros(self.fd, position, length)
         except OSError as err:
-            raise self._full(err) from err
+            raise self._error(err) from err
 
     def zero_chunks(self, chunks: list[int]) -> None:
         """Zero whole chunks, one call per run of consecutive chunk numbers."""
@@ -70,7 +162,15 @@ class ChunkStore:
             self.zero(first * self.chunk_size, count * self.chunk_size)
 
     def sync(self) -> None:
-        os.fdatasync(self.fd)
+        """Make every write that returned durable (``FileSystemFull`` on ENOSPC)."""
+        try:
+            os.fdatasync(self.fd)
+        except OSError as err:
+            raise self._error(err) from err
+
+
+def _identity_of(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
 
 
 def runs(sorted_numbers: list[int]):

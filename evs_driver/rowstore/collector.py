@@ -6,25 +6,27 @@ children still counted, until it is collected, so a crash in between loses nothi
 persisted garbage table lets the next open carry on.
 """
 
+from evs_driver.rowstore.datamap import DataMap
+from evs_driver.rowstore.nodes import NodeStore
 
-def collect_batch(pool, budget: int) -> tuple[int, bool]:
-    """Collect up to ``budget`` garbage nodes; return how many, and whether garbage remains."""
-    with pool._lock:
-        nodes = pool._nodes
-        done = 0
-        while nodes.garbage and done < budget:
-            node_id = next(iter(nodes.garbage))
-            node = nodes.get(node_id)
-            if node.level:
-                for child in node.entries:
-                    if child:
-                        nodes.drop(child)
-            else:
-                for entry in node.entries:
-                    if entry:
-                        pool._drop_chunk(entry - 1)
-            nodes.free(node_id)
-            done += 1
-        if done:
-            pool._dirty = True
-        return done, bool(nodes.garbage)
+
+def collect_batch(nodes: NodeStore, datamap: DataMap, budget: int) -> tuple[int, bool]:
+    """Collect up to ``budget`` garbage nodes; return how many, and whether garbage remains.
+
+    The caller holds the pool's metadata lock; the changes commit with the next transaction.
+    """
+    done = 0
+    while done < budget:
+        node_id = nodes.next_garbage()
+        if node_id is None:
+            break
+        node = nodes.get(node_id)
+        for entry in node.entries:
+            if entry:
+                if node.level:
+                    nodes.drop(entry)
+                else:
+                    datamap.drop(entry - 1)
+        nodes.free(node_id)
+        done += 1
+    return done, nodes.garbage_count > 0

@@ -3,13 +3,33 @@
 Everything the engine changes in memory since the last commit is written here in one
 SQLite transaction (WAL journal, synchronous=FULL), so the file always holds one complete,
 consistent generation of the metadata: the last committed one.
+
+Invariants kept here:
+- a metadata file is checked, read-only, before it is opened for writing, so a damaged one
+  is refused with the file named and is never changed by the failed open;
+- a new metadata file appears under its name only once complete (made aside, renamed);
+- every SQLite error leaves as an engine error naming the file: ``FileSystemFull`` when
+  the file system is out of space, ``PoolCorrupt`` for damage, ``InvalidPool`` when the
+  file cannot be written.
 """
 
+import contextlib
+import functools
+import os
 import sqlite3
+import urllib.parse
 
 from evs_driver import exception
+from evs_driver.rowstore import directory
 
-FORMAT_VERSION = 2  # 2: overlays (pools of version 1 are upgraded when opened)
+FORMAT_VERSION = 3  # 2: overlays; 3: the data file's identity (older pools are upgraded)
+
+_SQLITE_HEADER = b"SQLite format 3\0"
+_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 8, 10, 11, 13, 26
+_RESTORE = (
+    "it was left unchanged; restore the pool directory from a backup "
+    "(keep the damaged file for analysis)"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pool (key TEXT PRIMARY KEY, value NOT NULL);
@@ -36,43 +56,81 @@ CREATE TABLE IF NOT EXISTS overlays (
 DEVICE_COLUMNS = "id, name, kind, size, root, origin, mapped, created_at"
 
 
+def _mapped(method):
+    """Run a read of the metadata with SQLite's errors turned into engine errors."""
+
+    @functools.wraps(method)
+    def mapped(self, *args):
+        with self.errors():
+            return method(self, *args)
+
+    return mapped
+
+
 class MetaStore:
     """One SQLite connection; callers serialize access (the pool's lock)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, pool_path: str, page_size: int | None = None):
+        """Open a metadata file that ``validate`` accepted (``page_size``: a new, empty one)."""
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA page_size=8192")
+        self.pool_path = pool_path
+        with self.errors():
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            if page_size:
+                self.db.execute(f"PRAGMA page_size={int(page_size)}")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+
+    @classmethod
+    def open(cls, path: str, pool_path: str) -> "MetaStore":
+        """Check the file without writing it, then open it for writing."""
+        validate(path, pool_path)
+        return cls(path, pool_path)
+
+    @classmethod
+    def create(cls, path: str, pool_path: str, settings: dict) -> None:
+        """Write a new metadata file holding the schema and ``settings``."""
+        partial = path + ".new"
+        for stale in (partial, *(partial + side for side in ("-wal", "-shm"))):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)
+        os.close(directory.create_private_file(partial))
+        meta = cls(partial, pool_path, page_size=8192)
+        try:
+            with meta.transaction():
+                meta._create_tables()
+                meta.db.executemany(
+                    "INSERT INTO pool (key, value) VALUES (?, ?)",
+                    [("format_version", FORMAT_VERSION), *settings.items()],
+                )
+        finally:
+            meta.close()  # the last connection: the log is folded in and removed
+        os.rename(partial, path)
+        directory.sync_directory(pool_path)
 
     def close(self) -> None:
         self.db.close()
 
-    def create_schema(self, settings: dict) -> None:
+    def upgrade(self, settings: dict) -> None:
+        """Bring an older pool's schema up to this version, storing ``settings`` with it."""
         with self.transaction():
             self._create_tables()
             self.db.executemany(
-                "INSERT INTO pool (key, value) VALUES (?, ?)",
-                [("format_version", FORMAT_VERSION), *settings.items()],
+                "INSERT OR REPLACE INTO pool (key, value) VALUES (?, ?)",
+                [*settings.items(), ("format_version", FORMAT_VERSION)],
             )
 
-    def upgrade(self, path: str) -> None:
-        """Bring an older pool's schema up to this version; refuse a newer one."""
+    @_mapped
+    def format_version(self) -> int:
+        """The stored format; ``InvalidPool`` when it is newer than this code."""
         version = int(self.settings().get("format_version", 1))
         if version > FORMAT_VERSION:
             raise exception.InvalidPool(
-                path=path,
+                path=self.pool_path,
                 reason=f"its format version {version} is newer than this evs_driver "
                 f"supports ({FORMAT_VERSION})",
             )
-        if version < FORMAT_VERSION:
-            with self.transaction():
-                self._create_tables()
-                self.db.execute(
-                    "INSERT OR REPLACE INTO pool (key, value) VALUES ('format_version', ?)",
-                    (FORMAT_VERSION,),
-                )
+        return version
 
     def _create_tables(self) -> None:
         for statement in _SCHEMA.split(";"):
@@ -80,32 +138,48 @@ class MetaStore:
                 self.db.execute(statement)
 
     def transaction(self):
-        return _Transaction(self.db)
+        return _Transaction(self)
+
+    @contextlib.contextmanager
+    def errors(self):
+        """Turn SQLite's errors into engine errors that name this file."""
+        try:
+            yield
+        except sqlite3.Error as err:
+            raise _engine_error(err, self.path, self.pool_path) from err
 
     # -- reads ----------------------------------------------------------------------
+    @_mapped
     def settings(self) -> dict:
         return dict(self.db.execute("SELECT key, value FROM pool"))
 
+    @_mapped
     def devices(self) -> list[tuple]:
         return self.db.execute(f"SELECT {DEVICE_COLUMNS} FROM devices ORDER BY id").fetchall()
 
+    @_mapped
     def pages(self, space: str) -> dict[int, bytes]:
         rows = self.db.execute("SELECT page, counts FROM refcounts WHERE space = ?", (space,))
         return dict(rows)
 
+    @_mapped
     def overlays(self) -> dict[int, tuple[int, int]]:
         rows = self.db.execute("SELECT chunk, base, valid FROM overlays")
         return {chunk: (base, valid) for chunk, base, valid in rows}
 
+    @_mapped
     def garbage(self) -> set[int]:
         return {row[0] for row in self.db.execute("SELECT id FROM garbage")}
 
+    @_mapped
     def node(self, node_id: int) -> tuple[int, bytes] | None:
         return self.db.execute("SELECT level, body FROM nodes WHERE id = ?", (node_id,)).fetchone()
 
+    @_mapped
     def node_ids(self) -> list[int]:
         return [row[0] for row in self.db.execute("SELECT id FROM nodes")]
 
+    @_mapped
     def size_bytes(self) -> int:
         page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
         return page_size * self.db.execute("PRAGMA page_count").fetchone()[0]
@@ -162,15 +236,99 @@ class Change:
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``; on any failure nothing of it is stored."""
+
+    def __init__(self, meta: MetaStore):
+        self.meta = meta
 
     def __enter__(self):
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
+        with self.meta.errors():
+            self.meta.db.execute("BEGIN IMMEDIATE")
+        return self.meta.db
 
     def __exit__(self, exc_type, exc, tb):
+        db = self.meta.db
         if exc_type is None:
-            self.db.execute("COMMIT")
-        else:
-            self.db.execute("ROLLBACK")
+            try:
+                with self.meta.errors():
+                    db.execute("COMMIT")
+                return False
+            except BaseException:
+                self._roll_back()
+                raise
+        self._roll_back()
+        if isinstance(exc, sqlite3.Error):
+            raise _engine_error(exc, self.meta.path, self.meta.pool_path) from exc
+        return False
+
+    def _roll_back(self) -> None:
+        # SQLite may have rolled back already (a full disk does that), and a failing
+        # rollback must not hide the error that caused it.
+        if self.meta.db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.meta.db.execute("ROLLBACK")
+
+
+def validate(path: str, pool_path: str) -> None:
+    """Refuse a missing, empty or damaged metadata file without writing to it."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        raise exception.InvalidPool(path=pool_path, reason=f"{path} is missing") from None
+    if not header:
+        raise exception.PoolCorrupt(path=pool_path, reason=f"{path} is empty (0 bytes); {_RESTORE}")
+    if header != _SQLITE_HEADER:
+        raise exception.PoolCorrupt(
+            path=pool_path,
+            reason=f"{path} is not an SQLite database (its header is damaged); {_RESTORE}",
+        )
+    uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
+    absent = [path + side for side in ("-wal", "-shm") if not os.path.exists(path + side)]
+    try:
+        db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            verdict = db.execute("PRAGMA quick_check").fetchall()
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        finally:
+            db.close()
+    except sqlite3.Error as err:
+        raise _engine_error(err, path, pool_path) from err
+    finally:
+        # A read-only connection leaves an empty log and an index behind; the caller holds
+        # the pool's lock, so nothing else uses them.
+        for side in absent:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(side)
+    if verdict != [("ok",)]:
+        raise exception.PoolCorrupt(
+            path=pool_path, reason=f"{path} fails SQLite's check ({verdict[0][0]}); {_RESTORE}"
+        )
+    if not {"pool", "devices", "nodes", "refcounts", "garbage"} <= tables:
+        raise exception.PoolCorrupt(
+            path=pool_path, reason=f"{path} does not hold an evs pool's tables; {_RESTORE}"
+        )
+
+
+def _engine_error(err: sqlite3.Error, path: str, pool_path: str) -> exception.EVSError:
+    code = getattr(err, "sqlite_errorcode", 0) & 0xFF
+    if code == _SQLITE_FULL or (code == _SQLITE_IOERR and _out_of_space(pool_path)):
+        return exception.FileSystemFull(pool=pool_path, detail=f"metadata file {path}: {err}")
+    if code == _SQLITE_READONLY:
+        return exception.InvalidPool(
+            path=pool_path, reason=f"{path} cannot be written ({err}); make it writable"
+        )
+    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return exception.PoolCorrupt(path=pool_path, reason=f"{path}: {err}; {_RESTORE}")
+    return exception.EVSError(f"Metadata error on {path} of pool {pool_path}: {err}")
+
+
+def _out_of_space(pool_path: str) -> bool:
+    """True when the pool's file system has (almost) no space left: SQLite reports a failed
+    sync or extension as an I/O error without saying that ENOSPC caused it."""
+    try:
+        info = os.statvfs(pool_path)
+    except OSError:
+        return False
+    blocks = info.f_bfree if os.geteuid() == 0 else info.f_bavail
+    return blocks * info.f_frsize < 1 << 20

@@ -8,20 +8,27 @@ a whole tree is one increment, and a write through a shared node *shadows* it: t
 one more reference on each child and the original loses one (dm-thin's persistent-data rule).
 
 Node ids are never 0. A node whose count reaches 0 becomes garbage: its children keep their
-references until the collector walks it (see ``collector.py``).
+references until the collector walks it (see ``collector.py``). Every node created, changed
+or forgotten is handed to the transaction through ``changes`` until ``committed``.
 """
 
+import dataclasses
 from array import array
 
-DEFAULT_BITS = 10  # 1024 entries: a 4 KiB node
+from evs_driver import exception
+from evs_driver.rowstore.geometry import DEFAULT_BITS
+from evs_driver.rowstore.spacemap import SpaceMap
 
 
-def height_for(chunks: int, bits: int = DEFAULT_BITS) -> int:
-    """Number of tree levels needed to address ``chunks`` slots (at least 1)."""
-    height = 1
-    while 1 << (bits * height) < chunks:
-        height += 1
-    return height
+@dataclasses.dataclass(slots=True)
+class NodeChanges:
+    """What one commit stores of the nodes."""
+
+    rows: list[tuple[int, int, bytes]]  # (id, level, body) to store
+    deleted: list[int]  # ids of collected nodes
+    garbage: list[int]  # ids that became garbage and are still uncollected
+    pages: list[tuple[int, bytes]]  # changed reference-count pages
+    high_water: int
 
 
 class Node:
@@ -34,82 +41,96 @@ class Node:
         self.entries = entries
 
     def is_empty(self) -> bool:
+        """True when no entry is set."""
         return not self.entries.tobytes().strip(b"\0")
 
     def body(self) -> bytes:
+        """The entries as the metadata stores them."""
         return self.entries.tobytes()
 
 
 class NodeStore:
     """Nodes in memory over the metadata store, with reference counts and dirty tracking."""
 
-    def __init__(self, loader, refs, data_refs, garbage: set[int], bits: int = DEFAULT_BITS):
+    def __init__(
+        self,
+        loader,
+        refs: SpaceMap,
+        data_refs: SpaceMap,
+        garbage: set[int],
+        bits: int = DEFAULT_BITS,
+    ):
         """``loader(id) -> (level, body) | None`` reads a committed node; nodes have 2**bits slots."""
         self.bits = bits
         self.fanout = 1 << bits
         self.mask = self.fanout - 1
         self._empty = bytes(4 * self.fanout)
         self._loader = loader
-        self.refs = refs
-        self.data_refs = data_refs
-        self.garbage = garbage
-        self.cache: dict[int, Node] = {}
-        self.dirty: set[int] = set()
-        self.deleted: set[int] = set()
-        self.new_garbage: set[int] = set()
+        self._refs = refs
+        self._data_refs = data_refs
+        self._garbage = garbage
+        self._cache: dict[int, Node] = {}
+        self._dirty: set[int] = set()
+        self._deleted: set[int] = set()
+        self._new_garbage: set[int] = set()
 
     def get(self, node_id: int) -> Node:
-        node = self.cache.get(node_id)
+        """The node ``node_id`` (read from the metadata the first time)."""
+        node = self._cache.get(node_id)
         if node is None:
             row = self._loader(node_id)
             if row is None:
-                from evs_driver import exception
-
                 raise exception.PoolCorrupt(
                     path="metadata", reason=f"node {node_id} is referenced but missing"
                 )
             level, body = row
-            node = self.cache[node_id] = Node(level, array("I", body))
+            node = self._cache[node_id] = Node(level, array("I", body))
         return node
 
     def new(self, level: int, entries: array | None = None) -> int:
         """Create a node with one reference (the caller's) and return its id."""
-        node_id = self.refs.allocate() + 1
-        self.refs.inc(node_id - 1)
-        self.cache[node_id] = Node(
+        node_id = self._refs.allocate() + 1
+        self._refs.inc(node_id - 1)
+        self._cache[node_id] = Node(
             level, entries if entries is not None else array("I", self._empty)
         )
-        self.dirty.add(node_id)
-        self.deleted.discard(node_id)
+        self._dirty.add(node_id)
+        self._deleted.discard(node_id)
         return node_id
 
     def count(self, node_id: int) -> int:
-        return self.refs.get(node_id - 1)
+        """References to ``node_id`` (device roots and interior entries)."""
+        return self._refs.get(node_id - 1)
 
     def inc(self, node_id: int) -> None:
-        self.refs.inc(node_id - 1)
+        """One more reference to ``node_id``."""
+        self._refs.inc(node_id - 1)
 
     def drop(self, node_id: int) -> None:
         """Drop one reference; at zero the node becomes garbage for the collector."""
-        if not self.refs.dec(node_id - 1):
-            self.garbage.add(node_id)
-            self.new_garbage.add(node_id)
+        if not self._refs.dec(node_id - 1):
+            self._garbage.add(node_id)
+            self._new_garbage.add(node_id)
+
+    def mark_dirty(self, node_id: int) -> None:
+        """Record that the entries of ``node_id`` (which is unshared) changed."""
+        self._dirty.add(node_id)
 
     def take_child_refs(self, node: Node) -> None:
         """Add one reference to every child of ``node`` (it has just been copied)."""
         if node.level:
             for child in node.entries:
                 if child:
-                    self.refs.inc(child - 1)
+                    self._refs.inc(child - 1)
         else:
             for mapped in node.entries:
                 if mapped:
-                    self.data_refs.inc(mapped - 1)
+                    self._data_refs.inc(mapped - 1)
 
     def writable(self, node_id: int) -> int:
         """Return a node id safe to modify: ``node_id`` itself if unshared, else a shadow copy."""
         if self.count(node_id) == 1:
-            self.dirty.add(node_id)
+            self.mark_dirty(node_id)
             return node_id
         original = self.get(node_id)
         copy_id = self.new(original.level, array("I", original.entries))
@@ -117,10 +138,59 @@ class NodeStore:
         self.drop(node_id)
         return copy_id
 
+    # -- garbage, for the collector ---------------------------------------------------------
+    @property
+    def garbage_count(self) -> int:
+        """Nodes whose count reached 0 and that the collector has not walked yet."""
+        return len(self._garbage)
+
+    def next_garbage(self) -> int | None:
+        """Some uncollected garbage node, or None."""
+        return next(iter(self._garbage), None)
+
     def free(self, node_id: int) -> None:
         """Forget a collected node (its count is already 0 and its children dropped)."""
-        self.cache.pop(node_id, None)
-        self.dirty.discard(node_id)
-        self.deleted.add(node_id)
-        self.garbage.discard(node_id)
-        self.refs.release(node_id - 1)
+        self._cache.pop(node_id, None)
+        self._dirty.discard(node_id)
+        self._deleted.add(node_id)
+        self._garbage.discard(node_id)
+        self._refs.release(node_id - 1)
+
+    # -- the transaction's side -----------------------------------------------------------
+    def pending(self) -> bool:
+        """True when a change awaits a commit."""
+        return bool(self._dirty or self._deleted or self._new_garbage or self._refs.pending())
+
+    def changes(self) -> NodeChanges:
+        """Everything changed since the last commit."""
+        cache = self._cache
+        return NodeChanges(
+            rows=[(i, cache[i].level, cache[i].body()) for i in self._dirty],
+            deleted=list(self._deleted),
+            garbage=[i for i in self._new_garbage if i in self._garbage],
+            pages=self._refs.changed_pages(),
+            high_water=self._refs.high_water,
+        )
+
+    def committed(self) -> None:
+        """The changes handed out are stored; nodes freed before may be reused now."""
+        self._dirty.clear()
+        self._deleted.clear()
+        self._new_garbage.clear()
+        self._refs.committed()
+        self._refs.recycle()
+
+    def discard_changes(self, refs: SpaceMap, garbage: set[int]) -> None:
+        """Forget every change since the last commit, given the committed counts and garbage.
+
+        Valid only when no node changed before the last commit is still referenced by a
+        writer (the transaction calls it under the pool lock, with nothing pending before).
+        """
+        for node_id in self._dirty:
+            self._cache.pop(node_id, None)
+        self._dirty.clear()
+        self._deleted.clear()
+        self._new_garbage.clear()
+        self._garbage.clear()
+        self._garbage.update(garbage)
+        self._refs = refs

@@ -6,12 +6,9 @@ sees, so it goes to a new chunk. Copying the whole old chunk there would cost 16
 sixteenth of a chunk) and becomes an *overlay* of the old chunk, its *base*: reads take
 the blocks marked valid from the overlay and the rest from the base.
 
-Invariants kept with the pool:
-- an overlay holds one reference on its base, dropped when the overlay is freed or
-  completed (all blocks valid), so a base outlives every overlay that reads it;
-- a base is never an overlay itself (redirecting a shared overlay makes a new overlay of
-  the same base, its valid blocks carried over), so a read resolves in one step;
-- a valid mask is never 0 and never full (a full overlay is an ordinary chunk).
+The rows kept here are changed only by the data map (``datamap.py``), which keeps their
+invariants: a base outlives every overlay that reads it, a base is never an overlay itself
+(so a read resolves in one step), and a valid mask is never 0 nor full.
 """
 
 BLOCKS = 16
@@ -46,22 +43,31 @@ class Overlays:
     def __init__(self, rows: dict[int, tuple[int, int]]):
         #: overlay chunk -> (base chunk, valid-block mask)
         self.rows = rows
-        self.dirty: set[int] = set()
+        self._dirty: set[int] = set()
 
     def set(self, chunk: int, base: int, valid: int) -> None:
+        """Make ``chunk`` an overlay of ``base`` with the blocks in ``valid``."""
         self.rows[chunk] = (base, valid)
-        self.dirty.add(chunk)
+        self._dirty.add(chunk)
 
     def remove(self, chunk: int) -> int | None:
         """Forget ``chunk``'s row; return its base, or None when it was no overlay."""
         row = self.rows.pop(chunk, None)
         if row is None:
             return None
-        self.dirty.add(chunk)
+        self._dirty.add(chunk)
         return row[0]
 
     def changes(self) -> tuple[list[tuple[int, int, int]], list[int]]:
         """Rows to store and chunks to forget since the last commit."""
-        stored = [(c, *self.rows[c]) for c in self.dirty if c in self.rows]
-        forgotten = [c for c in self.dirty if c not in self.rows]
+        stored = [(c, *self.rows[c]) for c in self._dirty if c in self.rows]
+        forgotten = [c for c in self._dirty if c not in self.rows]
         return stored, forgotten
+
+    def pending(self) -> bool:
+        """True when a row changed since the last commit."""
+        return bool(self._dirty)
+
+    def committed(self) -> None:
+        """The changes handed out are stored."""
+        self._dirty.clear()

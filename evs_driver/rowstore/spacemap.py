@@ -35,7 +35,7 @@ class SpaceMap:
         self._pages: dict[int, array] = {}
         for number, blob in pages.items():
             self._pages[number] = array("I", blob)
-        self.dirty_pages: set[int] = set()
+        self._dirty_pages: set[int] = set()
         self.used = 0
         self._free: list[int] = self._scan_free(busy)
         self._reserved: set[int] = set()
@@ -69,6 +69,7 @@ class SpaceMap:
 
     # -- counts ---------------------------------------------------------------------
     def get(self, block: int) -> int:
+        """The reference count of ``block``."""
         page = self._pages.get(block // PAGE_ENTRIES)
         return page[block % PAGE_ENTRIES] if page is not None else 0
 
@@ -77,7 +78,7 @@ class SpaceMap:
         page = self._pages.get(number)
         if page is None:
             page = self._pages[number] = array("I", _ZERO_PAGE)
-        self.dirty_pages.add(number)
+        self._dirty_pages.add(number)
         return page
 
     def inc(self, block: int, by: int = 1) -> None:
@@ -140,5 +141,15 @@ class SpaceMap:
         """Every block that can be allocated now (below the high-water mark)."""
         return list(self._free)
 
-    def page_bytes(self, number: int) -> bytes:
-        return self._pages[number].tobytes()
+    # -- the transaction's side -----------------------------------------------------------
+    def pending(self) -> bool:
+        """True when a count changed since the last commit."""
+        return bool(self._dirty_pages)
+
+    def changed_pages(self) -> list[tuple[int, bytes]]:
+        """``(page number, counts)`` of every page changed since the last commit."""
+        return [(number, self._pages[number].tobytes()) for number in self._dirty_pages]
+
+    def committed(self) -> None:
+        """The pages handed out are stored."""
+        self._dirty_pages.clear()

@@ -1,6 +1,26 @@
-"""Lookups and path shadowing in a device's radix tree (see ``nodes.py`` for the rules)."""
+"""Lookups, path shadowing and exclusivity in a device's radix tree (``nodes.py`` has the rules).
+
+Invariant: a leaf is handed out for writing in place (``exclusive_leaf``) only when every
+node from the root down to it has a count of 1, so nothing else can see the change.
+"""
+
+from collections.abc import Iterator
 
 from evs_driver.rowstore.nodes import Node, NodeStore
+
+
+class WritableLeaf:
+    """A leaf reached through unshared nodes only: safe to modify, then ``mark_dirty``."""
+
+    __slots__ = ("node_id", "nodes", "entries")
+
+    def __init__(self, nodes: NodeStore, node_id: int):
+        self.nodes, self.node_id = nodes, node_id
+        self.entries = nodes.get(node_id).entries
+
+    def mark_dirty(self) -> None:
+        """Record the change for the next commit (call after every change)."""
+        self.nodes.mark_dirty(self.node_id)
 
 
 def find_leaf(nodes: NodeStore, root: int, height: int, vchunk: int) -> Node | None:
@@ -71,3 +91,26 @@ def grow(nodes: NodeStore, root: int, height: int, new_height: int) -> int:
             nodes.get(parent).entries[0] = root
             root = parent
     return root
+
+
+def exclusive_leaf(nodes: NodeStore, root: int, height: int, vchunk: int) -> WritableLeaf | None:
+    """The leaf for ``vchunk`` if no node from the root down to it is shared, else None."""
+    node_id = root
+    if not node_id or nodes.count(node_id) != 1:
+        return None
+    for level in range(height - 1, 0, -1):
+        node_id = nodes.get(node_id).entries[(vchunk >> (nodes.bits * level)) & nodes.mask]
+        if not node_id or nodes.count(node_id) != 1:
+            return None
+    return WritableLeaf(nodes, node_id)
+
+
+def exclusive_entries(nodes: NodeStore, root: int) -> Iterator[int]:
+    """Leaf entries (chunk + 1) reached from ``root`` through unshared nodes only."""
+    stack = [root] if root and nodes.count(root) == 1 else []
+    while stack:
+        node = nodes.get(stack.pop())
+        if node.level:
+            stack.extend(c for c in node.entries if c and nodes.count(c) == 1)
+        else:
+            yield from (entry for entry in node.entries if entry)

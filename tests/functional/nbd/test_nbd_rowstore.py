@@ -7,7 +7,7 @@ import pytest
 
 from evs_driver.nbd import NBDServer
 from evs_driver.rowstore import Pool
-from evs_driver.rowstore.device import PoolDevice
+from evs_driver.rowstore.blockdevice import PoolDevice
 from tests.functional.nbd.nbd_clients import qemu_io, requires, run
 from tests.functional.nbd.nbd_wire import CMD_WRITE, EPERM, WireClient
 

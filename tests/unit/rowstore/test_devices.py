@@ -188,3 +188,14 @@ def test_a_write_reaches_the_data_file_one_chunk_at_a_time(pool, monkeypatch, re
     assert calls and all(p // CHUNK == (p + n - 1) // CHUNK for p, n in calls)
     assert sum(n for _, n in calls) >= 5 * CHUNK
     assert pool.read("v", CHUNK // 2, 5 * CHUNK) == b"n" * 5 * CHUNK
+
+
+def test_a_refused_snapshot_or_clone_changes_no_reference_count(pool):
+    pool.create_volume("v", 4 * CHUNK)
+    pool.write("v", 0, b"x" * 4 * CHUNK)
+    pool.create_volume("w", CHUNK)
+    with pytest.raises(exception.AlreadyExists):
+        pool.create_snapshot("v", "w")
+    with pytest.raises(exception.AlreadyExists):
+        pool.clone("v", "w")
+    assert pool.check().clean

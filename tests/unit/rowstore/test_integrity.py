@@ -67,14 +67,14 @@ def test_a_clean_pool_checks_clean(pool):
 def test_the_checker_reports_wrong_reference_counts(pool, space, block, delta, words):
     _two_volumes(pool)
     _bump_count(pool, space, block, delta)
-    problems = pool._check_committed().problems
+    problems = pool.check_committed().problems
     assert any(words in p for p in problems), problems
 
 
 def test_the_checker_reports_dangling_pointers_and_lost_nodes(pool):
     _two_volumes(pool)
     _tamper(pool, "UPDATE devices SET root = 999 WHERE name = 's'")
-    problems = pool._check_committed().problems
+    problems = pool.check_committed().problems
     assert any("dangling pointer: device s refers to missing node 999" in p for p in problems)
     assert any("leak:" in p for p in problems)
 
@@ -88,14 +88,14 @@ def test_the_checker_reports_chunks_past_the_data(pool):
     with db:
         db.execute("UPDATE nodes SET body = ? WHERE id = ?", (entries.tobytes(), node_id))
     db.close()
-    problems = pool._check_committed().problems
+    problems = pool.check_committed().problems
     assert any("beyond the allocated data" in p for p in problems), problems
 
 
 def test_the_checker_reports_a_wrong_mapped_count(pool):
     _two_volumes(pool)
     _tamper(pool, "UPDATE devices SET mapped = 3 WHERE name = 'v'")
-    problems = pool._check_committed().problems
+    problems = pool.check_committed().problems
     assert any("device v records 3 mapped chunks but maps 8" in p for p in problems), problems
 
 
@@ -218,13 +218,13 @@ def test_a_second_process_is_refused(tmp_path):
 def test_in_place_writes_share_the_device_but_allocating_writes_wait(pool):
     pool.create_volume("v", 4 * CHUNK)
     pool.write("v", 0, b"a" * CHUNK)
-    assert pool._devices["v"].remapping
+    assert pool._devices.get("v").remapping
     # The write after one that remapped takes the device alone (a hint); one that found
     # everything in place lets the next ones share it again.
     pool.write("v", 1, b"a")
-    assert not pool._devices["v"].remapping
+    assert not pool._devices.get("v").remapping
     in_place, allocating = threading.Event(), threading.Event()
-    with pool._devices["v"].lock.read():  # as a read in the middle of its I/O holds it
+    with pool._devices.get("v").lock.read():  # as a read in the middle of its I/O holds it
         threading.Thread(target=lambda: (pool.write("v", 10, b"b"), in_place.set())).start()
         assert in_place.wait(10)
         threading.Thread(target=lambda: (pool.write("v", CHUNK, b"c"), allocating.set())).start()

@@ -51,7 +51,7 @@ def test_filling_every_block_makes_a_plain_chunk_and_lets_the_base_go(pool):
     used = pool.usage().used_bytes
     for block in range(overlays.BLOCKS):
         pool.write("v", block * BLOCK, bytes([block]) * BLOCK)
-    assert not pool._overlays.rows
+    assert not pool._datamap.overlay_rows()
     assert pool.usage().used_bytes == used + CHUNK
     pool.delete("s")
     pool.collect()
@@ -79,22 +79,22 @@ def test_deleting_the_snapshot_keeps_the_base_for_the_overlay(pool):
 def test_writing_a_snapshotted_overlay_makes_an_overlay_of_the_same_base(pool, monkeypatch):
     _old_and_snapshot(pool)
     pool.write("v", 0, b"1")
-    ((first, (base, _)),) = pool._overlays.rows.items()
+    ((first, (base, _)),) = pool._datamap.overlay_rows().items()
     pool.create_snapshot("v", "s1")
     calls = spy_chunk_writes(pool, monkeypatch)
     pool.write("v", 2 * BLOCK, b"2")
     # Only block 0 (carried over) and block 2 (written) reach the new chunk.
     assert sum(n for _, n in calls) == 2 * BLOCK
-    assert pool._overlays.rows[first][0] == base
-    (second,) = set(pool._overlays.rows) - {first}
-    assert pool._overlays.rows[second] == (base, 0b101)
+    assert pool._datamap.overlay_rows()[first][0] == base
+    (second,) = set(pool._datamap.overlay_rows()) - {first}
+    assert pool._datamap.overlay_rows()[second] == (base, 0b101)
     assert pool.read("v", 0, 2 * BLOCK + 1) == b"1" + b"o" * (2 * BLOCK - 1) + b"2"
     assert pool.read("s1", 0, 2 * BLOCK + 1) == b"1" + b"o" * 2 * BLOCK
     assert pool.read("s", 0, 2 * BLOCK + 1) == b"o" * (2 * BLOCK + 1)
     pool.delete("s1")
     pool.delete("s")
     pool.collect()
-    assert list(pool._overlays.rows) == [second]
+    assert list(pool._datamap.overlay_rows()) == [second]
     assert pool.read("v", 0, 2 * BLOCK + 1) == b"1" + b"o" * (2 * BLOCK - 1) + b"2"
     assert not pool.check().problems
 
@@ -120,7 +120,7 @@ def test_discarding_part_of_an_overlay_reads_zeros_there(pool):
     assert pool.read("v", 0, 40) == b"n" + b"o" * 9 + bytes(20) + b"o" * 10
     pool.discard("v", 0, CHUNK)
     assert pool.read("v", 0, CHUNK) == bytes(CHUNK)
-    assert not pool._overlays.rows
+    assert not pool._datamap.overlay_rows()
     assert not pool.check().problems
 
 
@@ -128,13 +128,13 @@ def test_the_checker_reports_a_broken_overlay_row(pool):
     _old_and_snapshot(pool)
     pool.write("v", 0, b"n")
     pool.flush()
-    ((chunk, (base, valid)),) = pool._overlays.rows.items()
+    ((chunk, (base, valid)),) = pool._datamap.overlay_rows().items()
     db = sqlite3.connect(pool._meta.path)
     with db:
         db.execute("UPDATE overlays SET valid = ? WHERE chunk = ?", (overlays.FULL, chunk))
         db.execute("INSERT INTO overlays VALUES (?, ?, 1)", (base, chunk))
     db.close()
-    problems = "\n".join(pool._check_committed().problems)
+    problems = "\n".join(pool.check_committed().problems)
     assert f"overlay chunk {chunk} has valid-block mask" in problems
     assert f"overlay chunk {base} has base {chunk}, itself an overlay" in problems
     assert "double reference" in problems

@@ -1,0 +1,156 @@
+"""The data map: how many leaf entries and overlays refer to each data chunk.
+
+A chunk's count is the number of leaf entries that map it plus one per overlay whose base it
+is. Invariants kept here:
+- a base outlives every overlay: an overlay holds one reference on its base, dropped only
+  when the overlay is freed or completed (all blocks valid);
+- a base is never an overlay itself (redirecting a shared overlay makes an overlay of the
+  same base), and a valid mask is never 0 nor full;
+- a chunk whose count reaches 0 is not handed out again until the commit that freed it has
+  stored the metadata (``freed`` then ``reuse_freed``, called by the transaction only).
+"""
+
+from evs_driver.rowstore import overlays
+from evs_driver.rowstore.overlays import Overlays
+from evs_driver.rowstore.spacemap import SpaceMap
+
+
+class DataMap:
+    """Reference counts of data chunks and the overlay rows that hold bases."""
+
+    def __init__(self, space: SpaceMap, rows: Overlays, block_size: int):
+        self._space = space
+        self._overlays = rows
+        self._block = block_size
+
+    # -- counts ---------------------------------------------------------------------
+    def count(self, chunk: int) -> int:
+        """References to ``chunk``."""
+        return self._space.get(chunk)
+
+    def allocate(self) -> int:
+        """Reserve a free chunk (``PoolFull`` when none is left) for ``reference``."""
+        return self._space.allocate()
+
+    def unreserve(self, chunk: int) -> None:
+        """Hand back a reserved chunk that was never referenced."""
+        self._space.release(chunk)
+
+    def reference(self, chunk: int) -> None:
+        """One more leaf entry maps ``chunk``."""
+        self._space.inc(chunk)
+
+    def drop(self, chunk: int) -> None:
+        """One reference fewer; at zero free the chunk, and its overlay's hold on a base."""
+        if not self._space.dec(chunk):
+            self._space.release(chunk)
+            base = self._overlays.remove(chunk)
+            if base is not None:
+                self.drop(base)
+
+    @property
+    def used(self) -> int:
+        """Chunks with a reference."""
+        return self._space.used
+
+    @property
+    def high_water(self) -> int:
+        """Chunks ever handed out: everything above reads as zeros."""
+        return self._space.high_water
+
+    def free_chunks(self) -> list[int]:
+        """Every chunk that nothing refers to, allocatable or awaiting reuse."""
+        return self._space.take_pending() + self._space.free_blocks()
+
+    # -- overlays -------------------------------------------------------------------
+    def overlay(self, chunk: int) -> tuple[int, int] | None:
+        """``(base, valid mask)`` when ``chunk`` is an overlay, else None."""
+        return self._overlays.rows.get(chunk)
+
+    def overlay_rows(self) -> dict[int, tuple[int, int]]:
+        """Every overlay row, for readers that hold references to what they look up."""
+        return self._overlays.rows
+
+    def new_valid(self, entry: int, in_offset: int, length: int) -> int | None:
+        """For a write into a mapped, unshared chunk: the overlay blocks it newly makes valid
+        (0 for none, or for a plain chunk); None when the chunk is unmapped or shared."""
+        if not entry or self._space.get(entry - 1) != 1:
+            return None
+        row = self._overlays.rows.get(entry - 1)
+        if row is None:
+            return 0
+        return overlays.block_mask(self._block, in_offset, length) & ~row[1]
+
+    def redirect_valid(self, entry: int, in_offset: int, length: int) -> int:
+        """The valid blocks of the overlay a redirected write makes, or 0 for a whole chunk
+        (nothing to keep, or every block would be valid). Redirecting an overlay makes an
+        overlay of the same base, with the old overlay's blocks carried over."""
+        if not entry:
+            return 0
+        valid = overlays.block_mask(self._block, in_offset, length)
+        row = self._overlays.rows.get(entry - 1)
+        if row is not None:
+            valid |= row[1]
+        return 0 if valid == overlays.FULL else valid
+
+    def extend_overlay(self, chunk: int, new_valid: int) -> None:
+        """Mark blocks of an unshared overlay valid; at full it becomes a plain chunk."""
+        base, valid = self._overlays.rows[chunk]
+        valid |= new_valid
+        if valid == overlays.FULL:
+            self._overlays.remove(chunk)
+            self.drop(base)
+        else:
+            self._overlays.set(chunk, base, valid)
+
+    def redirected(self, target: int, old_entry: int, new_valid: int) -> None:
+        """A leaf entry that mapped ``old_entry`` now maps chunk ``target``: settle counts.
+
+        With ``new_valid`` the target is an overlay reading the rest from the old chunk (or,
+        when that was an overlay, from its base); the leaf's reference on the old chunk then
+        passes to the new overlay.
+        """
+        self.reference(target)
+        if not old_entry:
+            return
+        if not new_valid:
+            self.drop(old_entry - 1)
+            return
+        row = self._overlays.rows.get(old_entry - 1)
+        if row is None:
+            self._overlays.set(target, old_entry - 1, new_valid)
+        else:
+            self._overlays.set(target, row[0], new_valid)
+            self.reference(row[0])
+            self.drop(old_entry - 1)
+
+    # -- accounting -----------------------------------------------------------------
+    def exclusive_chunks(self, entry: int) -> int:
+        """Chunks freed if the one leaf entry ``entry`` went away (with an overlay's base)."""
+        if not entry or self._space.get(entry - 1) != 1:
+            return 0
+        row = self._overlays.rows.get(entry - 1)
+        return 1 + bool(row and self._space.get(row[0]) == 1)
+
+    # -- the transaction's side -----------------------------------------------------------
+    def pending(self) -> bool:
+        """True when a change awaits a commit."""
+        return self._space.pending() or self._overlays.pending()
+
+    def changes(self) -> tuple[list[tuple[int, bytes]], list[tuple[int, int, int]], list[int]]:
+        """Changed count pages, overlay rows to store and overlay rows to forget."""
+        stored, forgotten = self._overlays.changes()
+        return self._space.changed_pages(), stored, forgotten
+
+    def committed(self) -> None:
+        """The changes handed out are stored."""
+        self._space.committed()
+        self._overlays.committed()
+
+    def freed(self) -> list[int]:
+        """Chunks freed before the last commit: to be zeroed before they are reused."""
+        return self._space.take_pending()
+
+    def reuse_freed(self) -> None:
+        """Let the chunks ``freed`` returned be allocated again (they now read as zeros)."""
+        self._space.recycle()

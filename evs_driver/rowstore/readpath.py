@@ -1,0 +1,80 @@
+"""The read path: a device's bytes from one tree walk and as few reads as possible.
+
+Invariants kept here: unmapped ranges read as zeros; an overlay's valid blocks come from it
+and the others from its base; reading one device never blocks another's reads, and the
+metadata lock is held only to look up the mapping, never across data I/O.
+"""
+
+from evs_driver.rowstore import overlays
+from evs_driver.rowstore.chunkstore import ChunkStore
+from evs_driver.rowstore.devicetable import Device
+from evs_driver.rowstore.state import PoolState
+from evs_driver.rowstore.tree import lookup_run
+
+
+class ReadPath:
+    """Reads of devices and of single physical chunks."""
+
+    def __init__(self, state: PoolState, chunks: ChunkStore):
+        self._state = state
+        self._chunks = chunks
+
+    def readinto(self, device: Device, offset: int, view: memoryview) -> None:
+        """Fill ``view`` with ``device``'s bytes at ``offset`` (a range the caller checked)."""
+        length = len(view)
+        size = self._state.geometry.chunk_size
+        first = offset // size
+        count = (offset + length - 1) // size - first + 1
+        with device.lock.read():
+            device.require_alive()
+            with self._state.lock:
+                height = self._state.geometry.height(device.size)
+                entries = lookup_run(self._state.nodes, device.root, height, first, count)
+            # Rows of chunks this device maps only change under its write lock (or when
+            # freed, which our references prevent), so they can be read without the lock.
+            rows = self._state.datamap.overlay_rows()
+            # Coalesce physically consecutive pieces into one preadv each.
+            run_position = run_start = run_end = -1
+            for index, entry in enumerate(entries):
+                start = max(offset, (first + index) * size) - offset
+                end = min(offset + length, (first + index + 1) * size) - offset
+                row = rows.get(entry - 1) if entry and rows else None
+                if not entry or row:
+                    if row:
+                        self.read_overlay(entry - 1, *row, (offset + start) % size, view[start:end])
+                    else:
+                        view[start:end] = bytes(end - start)
+                    if run_start >= 0:
+                        self._chunks.readinto(run_position, view[run_start:run_end])
+                        run_start = -1
+                    continue
+                position = (entry - 1) * size + (offset + start) % size
+                if run_start >= 0 and position == run_position + (run_end - run_start):
+                    run_end = end
+                    continue
+                if run_start >= 0:
+                    self._chunks.readinto(run_position, view[run_start:run_end])
+                run_position, run_start, run_end = position, start, end
+            if run_start >= 0:
+                self._chunks.readinto(run_position, view[run_start:run_end])
+
+    def read_overlay(self, chunk: int, base: int, valid: int, in_offset: int, view) -> None:
+        """Read bytes of an overlay: valid blocks from it, the others from its base."""
+        size, block = self._state.geometry.chunk_size, self._state.geometry.block_size
+        wanted = overlays.block_mask(block, in_offset, len(view))
+        if valid & wanted in (0, wanted):  # all from one chunk: the common case
+            source = chunk if valid & wanted else base
+            self._chunks.readinto(source * size + in_offset, view)
+            return
+        for start, end, in_overlay in overlays.segments(block, valid, in_offset, len(view)):
+            source = chunk if in_overlay else base
+            self._chunks.readinto(source * size + start, view[start - in_offset : end - in_offset])
+
+    def read_chunk(self, chunk: int, in_offset: int, view) -> None:
+        """Read bytes of one physical chunk as the devices that map it see them."""
+        with self._state.lock:
+            row = self._state.datamap.overlay(chunk)
+        if row is None:
+            self._chunks.readinto(chunk * self._state.geometry.chunk_size + in_offset, view)
+        else:
+            self.read_overlay(chunk, row[0], row[1], in_offset, view)

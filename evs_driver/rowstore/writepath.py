@@ -1,0 +1,210 @@
+"""The write path: in place where nothing else sees the chunk, redirected (or as an overlay)
+where something does.
+
+Invariants kept here:
+- a chunk is overwritten in place only when its own count and every node above it say
+  nothing else can see it (``tree.exclusive_leaf`` and ``DataMap.new_valid``);
+- a write's data reaches the data file before the mapping that points at it changes, and a
+  new chunk is fully written (or its unwritten blocks are its base's, as an overlay) before
+  it is mapped, so no device ever reads data it never had;
+- a write that fails hands back every chunk it reserved and changes no mapping.
+"""
+
+import dataclasses
+
+from evs_driver.rowstore import overlays, tree
+from evs_driver.rowstore.chunkstore import ChunkStore
+from evs_driver.rowstore.devicetable import Device
+from evs_driver.rowstore.readpath import ReadPath
+from evs_driver.rowstore.state import PoolState
+
+
+@dataclasses.dataclass(slots=True)
+class Piece:
+    """The part of one write that falls in one chunk, and where it goes."""
+
+    vchunk: int  # the device's chunk number
+    in_offset: int  # where in the chunk the data starts
+    data: memoryview
+    target: int  # the physical chunk written
+    old_entry: int  # what the leaf mapped before (chunk + 1, or 0)
+    #: The leaf to update when the mapping changes (a redirect); None when written in place.
+    leaf: tree.WritableLeaf | None
+    #: Overlay blocks the target newly holds (0: a plain chunk, or nothing new).
+    new_valid: int
+
+
+class WritePath:
+    """Writes to volumes."""
+
+    def __init__(self, state: PoolState, chunks: ChunkStore, reader: ReadPath):
+        self._state = state
+        self._chunks = chunks
+        self._reader = reader
+
+    def write(self, device: Device, offset: int, view: memoryview) -> None:
+        """Write ``view`` at ``offset`` of a volume (a non-empty range the caller checked)."""
+        # Overwrites of unshared chunks change no metadata and only race like a disk's
+        # overlapping writes, so they share the device with reads and each other; anything
+        # that allocates or redirects takes the device alone. Right after a snapshot most
+        # writes remap, so while they do, skip the shared attempt that would fail.
+        plan = None
+        if not device.remapping:
+            with device.lock.read():
+                device.require_alive()
+                plan = self._plan_in_place(device, offset, view)
+                if plan is not None:
+                    self._write_data(plan)
+        if plan is None:
+            with device.lock.write():
+                device.require_alive()
+                device.remapping = self.write_exclusive(device, offset, view)
+
+    def _pieces(self, offset: int, view: memoryview):
+        """Yield ``(vchunk, in_offset, data)`` for each chunk the write touches."""
+        size = self._state.geometry.chunk_size
+        end = offset + len(view)
+        for vchunk in range(offset // size, (end - 1) // size + 1):
+            start = max(offset, vchunk * size)
+            yield (
+                vchunk,
+                start - vchunk * size,
+                view[start - offset : min(end, (vchunk + 1) * size) - offset],
+            )
+
+    def _leaf(self, leaves: dict, device: Device, vchunk: int) -> tree.WritableLeaf | None:
+        """The exclusive leaf of ``vchunk`` (looked up once per leaf a write touches)."""
+        key = vchunk >> self._state.nodes.bits
+        if key not in leaves:
+            height = self._state.geometry.height(device.size)
+            leaves[key] = tree.exclusive_leaf(self._state.nodes, device.root, height, vchunk)
+        return leaves[key]
+
+    def _plan_in_place(self, device: Device, offset: int, view: memoryview) -> list | None:
+        """The pieces of a write if every one lands in place on an unshared chunk, else None."""
+        mask = self._state.nodes.mask
+        plan, leaves = [], {}
+        with self._state.lock:
+            for vchunk, in_offset, data in self._pieces(offset, view):
+                leaf = self._leaf(leaves, device, vchunk)
+                entry = leaf.entries[vchunk & mask] if leaf else 0
+                # Only writes that change no metadata run here, beside reads of the device.
+                if self._state.datamap.new_valid(entry, in_offset, len(data)) != 0:
+                    return None
+                plan.append(Piece(vchunk, in_offset, data, entry - 1, entry, None, 0))
+        return plan
+
+    def write_exclusive(self, device: Device, offset: int, view: memoryview) -> bool:
+        """Write under the device's exclusive lock; return whether the metadata changed."""
+        with self._state.lock:
+            plan = self._plan(device, offset, view)
+        try:
+            self._write_data(plan)
+        except BaseException:
+            with self._state.lock:
+                self._release_new(plan)
+            raise
+        with self._state.lock:
+            for piece in plan:
+                self._apply(device, piece)
+            self._state.devices.touch(device)
+        return any(piece.leaf is not None or piece.new_valid for piece in plan)
+
+    def _plan(self, device: Device, offset: int, view: memoryview) -> list[Piece]:
+        """Decide where each piece goes, reserving new chunks (under the metadata lock)."""
+        nodes, datamap = self._state.nodes, self._state.datamap
+        plan: list[Piece] = []
+        leaves: dict = {}
+        height = self._state.geometry.height(device.size)
+        try:
+            for vchunk, in_offset, data in self._pieces(offset, view):
+                leaf = self._leaf(leaves, device, vchunk)
+                entry = leaf.entries[vchunk & nodes.mask] if leaf else 0
+                new_valid = datamap.new_valid(entry, in_offset, len(data))
+                if new_valid is None and leaf is None:
+                    path = tree.writable_path(nodes, device.root, height, vchunk)
+                    device.root = path[0]
+                    leaf = leaves[vchunk >> nodes.bits] = tree.WritableLeaf(nodes, path[-1])
+                    self._state.devices.touch(device)
+                    entry = leaf.entries[vchunk & nodes.mask]
+                    new_valid = datamap.new_valid(entry, in_offset, len(data))
+                if new_valid is not None:  # in place
+                    plan.append(Piece(vchunk, in_offset, data, entry - 1, entry, None, new_valid))
+                    continue
+                valid = datamap.redirect_valid(entry, in_offset, len(data))
+                plan.append(Piece(vchunk, in_offset, data, datamap.allocate(), entry, leaf, valid))
+        except BaseException:
+            self._release_new(plan)
+            raise
+        return plan
+
+    def _apply(self, device: Device, piece: Piece) -> None:
+        """Point the mapping at what ``_write_data`` wrote (under the metadata lock)."""
+        if piece.leaf is None:
+            if piece.new_valid:
+                self._state.datamap.extend_overlay(piece.target, piece.new_valid)
+            return
+        piece.leaf.entries[piece.vchunk & self._state.nodes.mask] = piece.target + 1
+        piece.leaf.mark_dirty()  # again: a commit since planning may have written it clean
+        if not piece.old_entry:
+            device.mapped += 1
+        self._state.datamap.redirected(piece.target, piece.old_entry, piece.new_valid)
+
+    def _release_new(self, plan: list[Piece]) -> None:
+        for piece in plan:
+            if piece.leaf is not None:
+                self._state.datamap.unreserve(piece.target)
+
+    def _write_data(self, plan: list[Piece]) -> None:
+        """Write each planned piece: in place, into a fresh chunk, as an overlay, or redirected
+        whole with the old chunk's other bytes.
+
+        One ``pwrite`` per chunk, never one across chunks: the page cache sizes a folio by
+        the write that creates it, and a small overwrite later walks every block of its
+        folio (ext4 with large folios), so chunk-sized folios keep 4 KiB writes cheap.
+        """
+        size = self._state.geometry.chunk_size
+        for piece in plan:
+            in_offset, data = piece.in_offset, piece.data
+            old = piece.old_entry - 1
+            if piece.new_valid:
+                if piece.leaf is not None:
+                    self._carry_blocks(old, piece.target, in_offset, len(data))
+                # Overlay blocks are written whole; a partly written block gets the rest of
+                # its bytes from what the old chunk shows there.
+                in_offset, data = self.whole_blocks(old, in_offset, data)
+            elif piece.leaf is not None and piece.old_entry and len(data) < size:
+                merged = bytearray(size)
+                self._reader.read_chunk(old, 0, memoryview(merged))
+                merged[in_offset : in_offset + len(data)] = data
+                in_offset, data = 0, merged
+            self._chunks.write(piece.target * size + in_offset, data)
+
+    def _carry_blocks(self, old: int, target: int, in_offset: int, length: int) -> None:
+        """Copy an old overlay's valid blocks that a write does not cover to its successor."""
+        with self._state.lock:
+            row = self._state.datamap.overlay(old)
+        if row is None:
+            return
+        size, block = self._state.geometry.chunk_size, self._state.geometry.block_size
+        carry = row[1] & ~overlays.block_mask(block, in_offset, length)
+        for start, end, valid in overlays.segments(block, carry, 0, size):
+            if valid:
+                blocks = memoryview(bytearray(end - start))
+                self._chunks.readinto(old * size + start, blocks)
+                self._chunks.write(target * size + start, blocks)
+
+    def whole_blocks(self, source: int, in_offset: int, data) -> tuple[int, object]:
+        """``data`` widened to whole overlay blocks, the edges read from chunk ``source``."""
+        block = self._state.geometry.block_size
+        end = in_offset + len(data)
+        low, high = in_offset // block * block, -(-end // block) * block
+        if low == in_offset and high == end:
+            return in_offset, data
+        widened = memoryview(bytearray(high - low))
+        if low < in_offset:
+            self._reader.read_chunk(source, low, widened[:block])
+        if high > end:
+            self._reader.read_chunk(source, high - block, widened[-block:])
+        widened[in_offset - low : end - low] = data
+        return low, widened
