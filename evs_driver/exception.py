@@ -142,6 +142,21 @@ class NBDDisconnected(EVSError):
     code = errno.ECONNRESET
 
 
+class NBDExportFull(EVSError):
+    message = "NBD export %(name)s already has its maximum of %(limit)d connections"
+    code = errno.EBUSY
+
+
+class NBDTimeout(EVSError):
+    message = "NBD client dropped: %(reason)s"
+    code = errno.ETIMEDOUT
+
+
+class NBDHangUp(EVSError):
+    message = "NBD server hung up on the client: %(reason)s"
+    code = errno.ECONNABORTED
+
+
 class ServiceUnavailable(EVSError):
     message = "The evs-volume service at %(path)s is not answering: %(reason)s"
     code = errno.ECONNREFUSED

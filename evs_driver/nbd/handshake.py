@@ -78,13 +78,17 @@ class Handshake:
         reader: SocketReader,
         registry: ExportRegistry,
         sizes: BlockSizes,
-        attach: Callable[[Export], bool],
+        attach: Callable[[Export], None],
+        refusal: str | None = None,
     ):
+        """``attach`` records the connection on its export (raising ``NotFound`` or
+        ``NBDExportFull``); with a ``refusal`` every option is answered with that error."""
         self._sock = sock
         self._reader = reader
         self._registry = registry
         self._sizes = sizes
         self._attach = attach
+        self._refusal = refusal
         self._fixed = False
         self._no_zeroes = False
 
@@ -107,6 +111,11 @@ class Handshake:
                     self._reply(option, p.REP_ERR_TOO_BIG, b"option data too long")
                 raise exception.NBDProtocolError(reason=f"option {option} of {length} bytes")
             data = self._reader.read(length)
+            if self._refusal and option != p.OPT_ABORT:
+                if option == p.OPT_EXPORT_NAME or not self._fixed:
+                    raise exception.NBDProtocolError(reason=f"refused: {self._refusal}")
+                self._reply(option, p.REP_ERR_POLICY, self._refusal.encode())
+                continue
             if option == p.OPT_EXPORT_NAME:
                 return self._export_name(data)
             if not self._fixed:
@@ -131,9 +140,11 @@ class Handshake:
             # This old option has no error reply: the protocol says to hang up.
             raise exception.NBDProtocolError(reason=f"unknown export {data[:64]!r}")
         session = self._open(export)
-        if not self._attach(export):
+        try:
+            self._attach(export)
+        except exception.EVSError as exc:
             session.device.close()
-            raise exception.NBDProtocolError(reason=f"export {export.name} was removed")
+            raise exception.NBDProtocolError(reason=str(exc)) from None
         reply = p.EXPORT_NAME_REPLY.pack(session.size, session.flags)
         if not self._no_zeroes:
             reply += bytes(124)
@@ -168,15 +179,21 @@ class Handshake:
             LOG.warning("NBD export %s could not be opened: %s", export.name, exc)
             self._reply(option, p.REP_ERR_UNKNOWN, _utf8(str(exc), 1024))
             return None
+        if option == p.OPT_GO:
+            try:
+                self._attach(export)
+            except (exception.NotFound, exception.NBDExportFull) as exc:
+                # Removed while we negotiated, or full: the client hears why.
+                session.device.close()
+                full = isinstance(exc, exception.NBDExportFull)
+                self._reply(
+                    option, p.REP_ERR_POLICY if full else p.REP_ERR_UNKNOWN, exc.msg.encode()
+                )
+                return None
         _closing_on_error(session, self._send_info, option, session, requests)
         if option == p.OPT_INFO:
             session.device.close()
             self._reply(option, p.REP_ACK)
-            return None
-        if not self._attach(export):
-            # Removed while we negotiated: the session must not outlive the export.
-            session.device.close()
-            self._reply(option, p.REP_ERR_UNKNOWN, b"export removed: " + _utf8(raw_name, 256))
             return None
         _closing_on_error(session, self._reply, option, p.REP_ACK)
         return session

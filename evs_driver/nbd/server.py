@@ -17,10 +17,19 @@ from collections.abc import Iterable
 from evs_driver import exception
 from evs_driver.nbd.exports import Export, ExportRegistry, Opener
 from evs_driver.nbd.handshake import BlockSizes, Handshake
-from evs_driver.nbd.stream import SocketReader
+from evs_driver.nbd.limits import (
+    RECEIVE_BUFFER,
+    REFUSAL_TIMEOUT,
+    REFUSING_AT_ONCE,
+    Limits,
+    Slots,
+)
+from evs_driver.nbd.protocol import MAX_OPTION_LENGTH
+from evs_driver.nbd.stream import SocketReader, set_io_timeout
 from evs_driver.nbd.transmission import Transmission
 
 LOG = logging.getLogger(__name__)
+HANDSHAKE_BUFFER = MAX_OPTION_LENGTH + 64  # the longest option with its header
 
 
 class NBDServer:
@@ -30,11 +39,20 @@ class NBDServer:
         self,
         registry: ExportRegistry | None = None,
         block_sizes: BlockSizes | None = None,
-        handshake_timeout: float = 30.0,
+        limits: Limits | None = None,
+        slots: Slots | None = None,
     ):
-        self.registry = registry if registry is not None else ExportRegistry()
+        """``slots`` counts connections against ``limits.max_connections``; pass one ``Slots``
+        to several servers to cap them together."""
+        self.limits = limits or Limits()
+        self.registry = (
+            registry
+            if registry is not None
+            else ExportRegistry(self.limits.max_connections_per_export)
+        )
         self.block_sizes = block_sizes or BlockSizes()
-        self.handshake_timeout = handshake_timeout
+        self.slots = slots or Slots(self.limits.max_connections)
+        self._refusing = Slots(REFUSING_AT_ONCE)
         self._lock = threading.Lock()
         self._listeners: list[_Listener] = []
         self._connections: set[_Connection] = set()
@@ -156,13 +174,27 @@ class NBDServer:
                 continue
             if listener.tcp_address is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection = _Connection(self, sock, peer or listener.label)
+            connection = self._admit(sock, peer or listener.label)
+            if connection is None:
+                continue
             with self._lock:
                 if self._closed:
-                    sock.close()
+                    connection.abandon()
                     return
                 self._connections.add(connection)
             connection.thread.start()
+
+    def _admit(self, sock: socket.socket, peer) -> "_Connection | None":
+        """A connection for an accepted socket; over the cap, one that only says no."""
+        if self.slots.take():
+            return _Connection(self, sock, peer, self.slots)
+        reason = f"the NBD server has its maximum of {self.slots.maximum} connections"
+        if self._refusing.take():
+            LOG.warning("NBD client %s refused: %s", peer, reason)
+            return _Connection(self, sock, peer, self._refusing, refusal=reason)
+        LOG.debug("NBD client %s closed at once: %s and refusals pending", peer, reason)
+        sock.close()  # a flood: no thread, no buffer, no greeting
+        return None
 
     def _forget(self, connection: "_Connection") -> None:
         with self._lock:
@@ -204,15 +236,26 @@ class _Listener:
 
 
 class _Connection:
-    """One client: handshake, then transmission, in its own thread."""
+    """One client: handshake, then transmission, in its own thread.
 
-    def __init__(self, server: NBDServer, sock: socket.socket, peer):
+    It holds one of ``slots`` until it ends; with a ``refusal`` it only tells the client why
+    it cannot be served (``Handshake`` answers every option with that error).
+    """
+
+    def __init__(self, server: NBDServer, sock: socket.socket, peer, slots: Slots, refusal=None):
         self._server = server
         self._sock = sock
         self.peer = peer
+        self._slots = slots
+        self._refusal = refusal
         self._export: Export | None = None
         self.thread = threading.Thread(target=self._serve, name=f"nbd-conn-{peer}")
         self.thread.daemon = True
+
+    def abandon(self) -> None:
+        """Drop a connection whose thread never started."""
+        self._sock.close()
+        self._slots.give_back()
 
     def close(self) -> None:
         """End the connection from another thread (its own thread cleans up)."""
@@ -221,30 +264,42 @@ class _Connection:
         except OSError:
             pass
 
-    def _attach(self, export: Export) -> bool:
+    def _attach(self, export: Export) -> None:
+        self._server.registry.attach(export, self)
         self._export = export
-        return self._server.registry.attach(export, self)
 
     def _serve(self) -> None:
         server = self._server
+        limits = server.limits
         sock = self._sock
         try:
-            reader = SocketReader(sock)
-            sock.settimeout(server.handshake_timeout)
+            # Negotiation needs room for one option only; transmission gets the full buffer.
+            reader = SocketReader(sock, HANDSHAKE_BUFFER)
+            wait = REFUSAL_TIMEOUT if self._refusal else limits.handshake_timeout
+            reader.deadline = time.monotonic() + wait
             session = Handshake(
-                sock, reader, server.registry, server.block_sizes, self._attach
+                sock,
+                reader,
+                server.registry,
+                server.block_sizes,
+                self._attach,
+                refusal=self._refusal,
             ).run()
             if session is None:
                 return
-            sock.settimeout(None)
             try:
-                Transmission(sock, reader, session, server.block_sizes.maximum).run()
+                reader.deadline = None
+                reader.resize(RECEIVE_BUFFER)
+                set_io_timeout(sock, limits.io_timeout)
+                Transmission(
+                    sock, reader, session, server.block_sizes.maximum, limits.max_bytes_in_flight
+                ).run()
             finally:
                 session.device.close()
         except exception.NBDDisconnected as exc:
             LOG.debug("NBD client %s: %s", self.peer, exc)
-        except exception.NBDProtocolError as exc:
-            LOG.warning("NBD client %s dropped: %s", self.peer, exc)
+        except (exception.NBDProtocolError, exception.NBDTimeout, exception.NBDHangUp) as exc:
+            LOG.warning("NBD client %s: %s", self.peer, exc)
         except OSError as exc:
             LOG.debug("NBD connection %s ended: %s", self.peer, exc)
         except Exception:
@@ -253,4 +308,5 @@ class _Connection:
             if self._export is not None:
                 server.registry.detach(self._export, self)
             sock.close()
+            self._slots.give_back()
             server._forget(self)

@@ -4,6 +4,8 @@ Requests are handled one at a time in arrival order while the client keeps sendi
 (pipelining), so a FLUSH is answered only after every earlier write returned and the
 device's flush returned. Payloads go straight from the socket into reused buffers, and
 replies are coalesced (see ``replies``) so a burst of requests costs few system calls.
+Reads and writes larger than the reply arena go through it piece by piece, so a connection
+never holds more than the arena however large its requests.
 """
 
 import logging
@@ -13,7 +15,7 @@ from evs_driver import exception
 from evs_driver.nbd import protocol as p
 from evs_driver.nbd.errmap import nbd_error
 from evs_driver.nbd.handshake import Session
-from evs_driver.nbd.replies import ReplyWriter
+from evs_driver.nbd.replies import ARENA_SIZE, ReplyWriter
 from evs_driver.nbd.stream import SocketReader
 
 LOG = logging.getLogger(__name__)
@@ -25,16 +27,22 @@ _KNOWN_FLAGS = p.CMD_FLAG_FUA | p.CMD_FLAG_NO_HOLE
 class Transmission:
     """Serves the requests of one negotiated connection until DISC or a broken stream."""
 
-    def __init__(self, sock: socket.socket, reader: SocketReader, session: Session, max_block: int):
+    def __init__(
+        self,
+        sock: socket.socket,
+        reader: SocketReader,
+        session: Session,
+        max_block: int,
+        in_flight: int = ARENA_SIZE,
+    ):
         self._reader = reader
-        self._replies = ReplyWriter(sock)
+        self._replies = ReplyWriter(sock, in_flight)
         # Replies must be on their way before we wait for the client, or both sides wait.
         reader.before_wait = self._replies.flush
         self._device = session.device
         self._size = session.size
         self._read_only = bool(session.flags & p.TFLAG_READ_ONLY)
         self._max_block = max_block
-        self._payload = bytearray(0)
         self._zeros = b""
 
     def run(self) -> None:
@@ -54,6 +62,7 @@ class Transmission:
         readinto = self._device.readinto
         size = self._size
         max_block = self._max_block
+        arena = replies.arena_size
         while True:
             magic, flags, command, cookie, offset, length = unpack(buffer, take(28))
             if magic != p.REQUEST_MAGIC:
@@ -63,19 +72,16 @@ class Transmission:
                 if flags & ~_KNOWN_FLAGS or length > max_block or offset + length > size:
                     replies.reply(cookie, p.EINVAL)
                     continue
+                if length > arena:
+                    self._read_in_pieces(cookie, offset, length)
+                    continue
                 view = replies.buffer(length)
-                own = view is None
-                if own:
-                    view = self._buffer(length)
                 try:
                     readinto(offset, view)
                 except Exception as exc:
                     replies.reply(cookie, self._failed("read", offset, length, exc))
                     continue
-                if own:
-                    replies.send_now(cookie, view)
-                else:
-                    replies.data(cookie, view)
+                replies.data(cookie, view)
             elif command == p.CMD_WRITE:
                 replies.reply(cookie, self._write(flags, cookie, offset, length))
             elif command == p.CMD_FLUSH:
@@ -92,6 +98,26 @@ class Transmission:
                 replies.reply(cookie, p.EINVAL)
 
     # -- commands --------------------------------------------------------------------------
+    def _read_in_pieces(self, cookie: int, offset: int, length: int) -> None:
+        replies = self._replies
+        end = offset + length
+        start = offset
+        while start < end:
+            view = replies.scratch(min(replies.arena_size, end - start))
+            try:
+                self._device.readinto(start, view)
+            except Exception as exc:
+                error = self._failed("read", start, len(view), exc)
+                if start == offset:
+                    replies.reply(cookie, error)  # nothing sent yet: a plain error reply
+                    return
+                # The reply header already said success: the protocol leaves only hanging up.
+                raise exception.NBDHangUp(
+                    reason=f"read failed after its first piece: {exc}"
+                ) from exc
+            replies.send_piece(cookie, view, first=start == offset)
+            start += len(view)
+
     def _write(self, flags: int, cookie: int, offset: int, length: int) -> int:
         reader = self._reader
         if length > self._max_block:
@@ -103,19 +129,36 @@ class Transmission:
         if error:
             reader.skip(length)
             return error
-        if length <= reader.capacity:
-            start = reader.take(length, "in a write payload")
-            data = reader.view[start : start + length]
-        else:
-            data = self._buffer(length)
-            reader.readinto(data, "in a write payload")
         fua = bool(flags & p.CMD_FLAG_FUA)
+        if length > reader.capacity:
+            return self._write_in_pieces(offset, length, fua)
+        start = reader.take(length, "in a write payload")
+        data = reader.view[start : start + length]
         if fua:
             self._replies.flush()
         try:
             self._device.write(offset, data, fua)
         except Exception as exc:
             return self._failed("write", offset, length, exc)
+        return 0
+
+    def _write_in_pieces(self, offset: int, length: int, fua: bool) -> int:
+        """Receive a large payload into the arena piece by piece, writing each piece."""
+        replies = self._replies
+        end = offset + length
+        start = offset
+        while start < end:
+            view = replies.scratch(min(replies.arena_size, end - start))
+            self._reader.readinto(view, "in a write payload")
+            try:
+                # One FUA write when it fits, else a flush after the last piece.
+                self._device.write(start, view, fua and len(view) == length)
+            except Exception as exc:
+                self._reader.skip(end - start - len(view))
+                return self._failed("write", start, len(view), exc)
+            start += len(view)
+        if fua and length > replies.arena_size:
+            return self._call(self._flush)
         return 0
 
     def _modify(self, flags: int, offset: int, length: int, action) -> int:
@@ -167,9 +210,3 @@ class Transmission:
         error = nbd_error(exc)
         LOG.warning("NBD %s %s+%s failed (NBD error %d): %s", what, offset, length, error, exc)
         return error
-
-    def _buffer(self, length: int) -> memoryview:
-        """A reused buffer for payloads too large for the reader or the reply arena."""
-        if length > len(self._payload):
-            self._payload = bytearray(length)
-        return memoryview(self._payload)[:length]

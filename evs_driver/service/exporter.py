@@ -12,11 +12,14 @@ import socket
 import stat
 import threading
 
+from oslo_config import cfg
 from oslo_log import log as logging
 
 from evs_driver import exception
+from evs_driver.conf import read_group
+from evs_driver.conf.nbd import NBD_GROUP, NBD_OPTS, register_nbd_opts
 from evs_driver.exporter import Exporter
-from evs_driver.nbd import NBDServer
+from evs_driver.nbd import Limits, NBDServer, Slots
 
 LOG = logging.getLogger(__name__)
 DEFAULT_PORT = 10809  # IANA's NBD port
@@ -66,14 +69,28 @@ class _Served:
 
 
 class NBDExporter(Exporter):
-    """Serves backend devices over NBD; thread-safe."""
+    """Serves backend devices over NBD; thread-safe.
 
-    def __init__(self, default_socket: str | None):
+    Every endpoint's server shares one count of connections, so ``limits.max_connections``
+    caps the whole exporter.
+    """
+
+    def __init__(self, default_socket: str | None, limits: Limits | None = None):
         self.default_socket = default_socket
+        self.limits = limits or Limits()
+        self._slots = Slots(self.limits.max_connections)
         self._lock = threading.Lock()
         self._servers: dict[Endpoint, NBDServer] = {}
         self._served: dict[str, _Served] = {}
         self._closed = False
+
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts, default_socket: str | None) -> "NBDExporter":
+        """An exporter with the ``[nbd]`` options of ``conf`` (registered here)."""
+        register_nbd_opts(conf)
+        values = read_group(conf, NBD_GROUP, NBD_OPTS)
+        values["io_timeout"] = values["io_timeout"] or None  # 0: no limit
+        return cls(default_socket, Limits(**values))
 
     def export(self, backend, device_id: str, read_only: bool, listen: dict | None = None) -> dict:
         """Serve ``device_id``; asking again for the same export returns the same info."""
@@ -114,7 +131,7 @@ class NBDExporter(Exporter):
         """The running server of ``endpoint``, started when there is none (lock held)."""
         if endpoint in self._servers:
             return self._servers[endpoint], endpoint
-        server = NBDServer()
+        server = NBDServer(limits=self.limits, slots=self._slots)
         try:
             if endpoint.socket:
                 _refuse_live_socket(endpoint.socket)

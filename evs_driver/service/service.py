@@ -48,7 +48,7 @@ class VolumeService:
             run_dir = os.path.join(self.state_path, "run")
             fileio.private_dir(run_dir)
             os.chmod(run_dir, 0o700)  # also when an older version made it
-            self.exporter = NBDExporter(os.path.join(run_dir, "nbd.sock"))
+            self.exporter = NBDExporter.from_conf(conf, os.path.join(run_dir, "nbd.sock"))
             self.manager = VolumeManager(conf, exporter=self.exporter)
             for driver in self.manager.drivers.values():
                 hold = getattr(driver.backend, "hold_open", None)

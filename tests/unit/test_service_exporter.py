@@ -7,9 +7,10 @@ import stat
 import tempfile
 
 import pytest
+from oslo_config import cfg
 
 from evs_driver import exception
-from evs_driver.nbd import FileDevice
+from evs_driver.nbd import FileDevice, Limits
 from evs_driver.service.exporter import DEFAULT_PORT, Endpoint, NBDExporter
 from tests.functional.nbd.nbd_wire import WireClient, make_disk
 
@@ -169,3 +170,41 @@ def test_a_live_socket_is_not_taken_over_a_dead_one_is(exporter, backend, workdi
         listener.close()
     info = exporter.export(backend, "v", read_only=False, listen={"socket": live})  # now dead
     assert info["socket"] == live
+
+
+def nbd_conf(workdir, text: str) -> cfg.ConfigOpts:
+    """A private ConfigOpts read from a config file holding ``text``."""
+    path = os.path.join(workdir, "evs.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    conf = cfg.ConfigOpts()
+    conf(["--config-file", path], project="evs_driver", default_config_files=[])
+    return conf
+
+
+def test_from_conf_reads_the_nbd_group(workdir):
+    conf = nbd_conf(workdir, "[nbd]\nmax_connections = 5\nio_timeout = 0\n")
+    exporter = NBDExporter.from_conf(conf, os.path.join(workdir, "nbd.sock"))
+    assert exporter.limits == Limits(max_connections=5, io_timeout=None)
+    exporter.close()
+
+
+def test_from_conf_names_a_bad_option_and_its_file(workdir):
+    conf = nbd_conf(workdir, "[nbd]\nmax_connections_per_export = none\n")
+    with pytest.raises(exception.ConfigError, match=r"\[nbd\] max_connections_per_export .*evs"):
+        NBDExporter.from_conf(conf, None)
+
+
+def test_connection_cap_spans_every_endpoint(backend, workdir):
+    exporter = NBDExporter(os.path.join(workdir, "nbd.sock"), Limits(max_connections=1))
+    exporter.export(backend, "a", read_only=False)
+    other = exporter.export(backend, "b", read_only=False, listen={"socket": f"{workdir}/b.sock"})
+    held = WireClient(os.path.join(workdir, "nbd.sock"))
+    held.go("a")
+    refused = WireClient(other["socket"])
+    refused.greeting()
+    [(reply_type, message)] = refused.info_request(7, "b")
+    assert reply_type == 2**31 + 2 and b"maximum of 1 connections" in message  # POLICY
+    refused.close()
+    held.close()
+    exporter.close()

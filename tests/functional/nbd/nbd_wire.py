@@ -7,6 +7,7 @@ constant in the server cannot make its own tests agree with it.
 import os
 import socket
 import struct
+import time
 
 NBDMAGIC = b"NBDMAGIC"
 IHAVEOPT = b"IHAVEOPT"
@@ -16,12 +17,8 @@ SIMPLE_REPLY_MAGIC = 0x67446698
 
 OPT_EXPORT_NAME, OPT_ABORT, OPT_LIST, OPT_INFO, OPT_GO = 1, 2, 3, 6, 7
 REP_ACK, REP_SERVER, REP_INFO = 1, 2, 3
-REP_ERR_UNSUP, REP_ERR_INVALID, REP_ERR_UNKNOWN, REP_ERR_TOO_BIG = (
-    2**31 + 1,
-    2**31 + 3,
-    2**31 + 6,
-    2**31 + 9,
-)
+REP_ERR_UNSUP, REP_ERR_POLICY, REP_ERR_INVALID = 2**31 + 1, 2**31 + 2, 2**31 + 3
+REP_ERR_TLS_REQD, REP_ERR_UNKNOWN, REP_ERR_TOO_BIG = 2**31 + 5, 2**31 + 6, 2**31 + 9
 CMD_READ, CMD_WRITE, CMD_DISC, CMD_FLUSH, CMD_TRIM, CMD_WRITE_ZEROES = 0, 1, 2, 3, 4, 6
 FLAG_FUA, FLAG_NO_HOLE = 1, 2
 EPERM, EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW, ESHUTDOWN = 1, 5, 12, 22, 28, 75, 108
@@ -141,3 +138,11 @@ def make_disk(directory: str, size: int = DISK_SIZE, name: str = "disk.raw") -> 
     with open(path, "wb") as f:
         f.truncate(size)
     return path
+
+
+def wait_for(condition, what: str) -> None:
+    """Poll until ``condition()``; the deadline only bounds a hang, it measures nothing."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)

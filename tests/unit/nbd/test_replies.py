@@ -55,10 +55,14 @@ def test_full_arena_and_long_queue_are_sent_early(pair):
     assert recv_all(client, 22) == header(0, 1) + b"first!"
     second[:] = b"second"
     writer.data(2, second)
-    assert writer.buffer(9) is None  # larger than the arena
-    big = memoryview(b"x" * 9)
-    writer.send_now(3, big)
-    assert recv_all(client, 22 + 25) == header(0, 2) + b"second" + header(0, 3) + b"x" * 9
+    piece = writer.scratch(8)  # a read larger than the arena: the queue leaves first
+    assert recv_all(client, 22) == header(0, 2) + b"second"
+    piece[:] = b"12345678"
+    writer.send_piece(3, piece, first=True)
+    piece = writer.scratch(1)
+    piece[:] = b"9"
+    writer.send_piece(3, piece, first=False)
+    assert recv_all(client, 25) == header(0, 3) + b"123456789"
     for cookie in range(MAX_PARTS):
         writer.reply(cookie, 22)
     assert recv_all(client, 16 * MAX_PARTS) == b"".join(header(22, c) for c in range(MAX_PARTS))
