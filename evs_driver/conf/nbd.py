@@ -1,4 +1,4 @@
-"""Options of the ``[nbd]`` group: what the service's NBD servers may spend on clients."""
+"""Options of the ``[nbd]`` group: what the service's NBD servers may spend, and TLS."""
 
 from oslo_config import cfg
 
@@ -46,6 +46,25 @@ NBD_OPTS = [
         help="Seconds a connection may stall in the middle of a request (a request or its "
         "payload half sent, or replies it does not read) before it is dropped; a client "
         "idle between requests is never dropped. 0: wait forever.",
+    ),
+    cfg.StrOpt(
+        "tls_x509_dir",
+        help="Directory of X.509 credentials in the layout of QEMU's tls-creds-x509 object: "
+        "ca-cert.pem, server-cert.pem and server-key.pem. When set, every NBD export on TCP "
+        "requires TLS (NBD_OPT_STARTTLS; clients use nbds:// URIs or --tls-creds).",
+    ),
+    cfg.BoolOpt(
+        "tls_verify_peer",
+        default=True,
+        help="With TLS, require a client certificate signed by the directory's ca-cert.pem; "
+        "off, any client that can reach the address may connect.",
+    ),
+    cfg.BoolOpt(
+        "allow_insecure_tcp",
+        default=False,
+        help="Allow serving NBD without TLS on a TCP address other than loopback, where anyone "
+        "on the network can read and write the volume. Off, such a serve is refused; "
+        "set tls_x509_dir instead.",
     ),
 ]
 

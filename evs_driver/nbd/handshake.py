@@ -7,12 +7,14 @@ Anything a client sends that the protocol says must end the session raises
 import dataclasses
 import logging
 import socket
+import ssl
 import struct
 from collections.abc import Callable
 
 from evs_driver import exception
 from evs_driver.blockdev import BlockDevice
 from evs_driver.nbd import protocol as p
+from evs_driver.nbd import tls
 from evs_driver.nbd.exports import Export, ExportRegistry
 from evs_driver.nbd.stream import SocketReader
 
@@ -80,17 +82,28 @@ class Handshake:
         sizes: BlockSizes,
         attach: Callable[[Export], None],
         refusal: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        on_tls: Callable[[ssl.SSLSocket], None] = lambda _sock: None,
     ):
         """``attach`` records the connection on its export (raising ``NotFound`` or
-        ``NBDExportFull``); with a ``refusal`` every option is answered with that error."""
+        ``NBDExportFull``); with a ``refusal`` every option is answered with that error.
+        With a ``tls_context`` TLS is required (NBD's FORCEDTLS mode); ``on_tls`` learns
+        the socket that replaces ``sock`` once NBD_OPT_STARTTLS was accepted."""
         self._sock = sock
         self._reader = reader
         self._registry = registry
         self._sizes = sizes
         self._attach = attach
         self._refusal = refusal
+        self._tls_context = tls_context
+        self._on_tls = on_tls
+        self._encrypted = False
         self._fixed = False
         self._no_zeroes = False
+
+    @property
+    def _needs_tls(self) -> bool:
+        return self._tls_context is not None and not self._encrypted
 
     def run(self) -> Session | None:
         """Negotiate; return the session to serve, or None when the client aborted."""
@@ -117,13 +130,20 @@ class Handshake:
                 self._reply(option, p.REP_ERR_POLICY, self._refusal.encode())
                 continue
             if option == p.OPT_EXPORT_NAME:
+                if self._needs_tls:
+                    # This option has no error reply: the protocol says to hang up.
+                    raise exception.NBDProtocolError(reason="NBD_OPT_EXPORT_NAME before TLS")
                 return self._export_name(data)
             if not self._fixed:
                 raise exception.NBDProtocolError(reason=f"option {option} without fixed newstyle")
             if option == p.OPT_ABORT:
                 self._reply(option, p.REP_ACK)
                 return None
-            if option == p.OPT_LIST:
+            if option == p.OPT_STARTTLS:
+                self._starttls(data)
+            elif self._needs_tls:
+                self._reply(option, p.REP_ERR_TLS_REQD, b"TLS is required: send NBD_OPT_STARTTLS")
+            elif option == p.OPT_LIST:
                 self._list(data)
             elif option in (p.OPT_INFO, p.OPT_GO):
                 session = self._info(option, data)
@@ -134,6 +154,23 @@ class Handshake:
         raise exception.NBDProtocolError(reason=f"more than {MAX_OPTIONS} options")
 
     # -- options -------------------------------------------------------------------------
+    def _starttls(self, data: bytes) -> None:
+        if self._tls_context is None:
+            self._reply(p.OPT_STARTTLS, p.REP_ERR_POLICY, b"TLS is not offered on this address")
+        elif self._encrypted:
+            self._reply(p.OPT_STARTTLS, p.REP_ERR_INVALID, b"TLS is already running")
+        elif data:
+            self._reply(p.OPT_STARTTLS, p.REP_ERR_INVALID, b"NBD_OPT_STARTTLS takes no data")
+        elif self._reader.pending:
+            # Bytes sent before our answer would be taken as if they came under TLS.
+            raise exception.NBDProtocolError(reason="data sent after NBD_OPT_STARTTLS unasked")
+        else:
+            self._reply(p.OPT_STARTTLS, p.REP_ACK)
+            self._sock = self._reader.sock = tls.wrap(self._sock, self._tls_context)
+            self._on_tls(self._sock)
+            tls.handshake(self._sock, self._reader.deadline)
+            self._encrypted = True
+
     def _export_name(self, data: bytes) -> Session:
         export = self._resolve(data)
         if export is None:

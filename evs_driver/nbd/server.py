@@ -8,6 +8,7 @@ requests stay in order without any queue between threads.
 import logging
 import os
 import socket
+import ssl
 import stat
 import threading
 import time
@@ -100,8 +101,12 @@ class NBDServer:
         self._start_listener(_Listener(sock, f"unix:{path}", unix_path=path))
         return path
 
-    def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
-        """Listen on TCP (``port`` 0 picks a free one); return the bound (host, port)."""
+    def listen_tcp(
+        self, host: str = "127.0.0.1", port: int = 0, tls_context: ssl.SSLContext | None = None
+    ) -> tuple[str, int]:
+        """Listen on TCP (``port`` 0 picks a free one); return the bound (host, port).
+
+        With ``tls_context`` every client must start TLS before anything else."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -112,7 +117,8 @@ class NBDServer:
             sock.close()
             raise
         bound = sock.getsockname()[:2]
-        self._start_listener(_Listener(sock, f"tcp:{bound[0]}:{bound[1]}", tcp_address=bound))
+        label = f"tcp:{bound[0]}:{bound[1]}"
+        self._start_listener(_Listener(sock, label, tcp_address=bound, tls_context=tls_context))
         return bound
 
     def uri(self, name: str) -> str:
@@ -174,7 +180,7 @@ class NBDServer:
                 continue
             if listener.tcp_address is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection = self._admit(sock, peer or listener.label)
+            connection = self._admit(sock, peer or listener.label, listener.tls_context)
             if connection is None:
                 continue
             with self._lock:
@@ -184,14 +190,14 @@ class NBDServer:
                 self._connections.add(connection)
             connection.thread.start()
 
-    def _admit(self, sock: socket.socket, peer) -> "_Connection | None":
+    def _admit(self, sock: socket.socket, peer, tls_context) -> "_Connection | None":
         """A connection for an accepted socket; over the cap, one that only says no."""
         if self.slots.take():
-            return _Connection(self, sock, peer, self.slots)
+            return _Connection(self, sock, peer, self.slots, tls_context)
         reason = f"the NBD server has its maximum of {self.slots.maximum} connections"
         if self._refusing.take():
             LOG.warning("NBD client %s refused: %s", peer, reason)
-            return _Connection(self, sock, peer, self._refusing, refusal=reason)
+            return _Connection(self, sock, peer, self._refusing, tls_context, refusal=reason)
         LOG.debug("NBD client %s closed at once: %s and refusals pending", peer, reason)
         sock.close()  # a flood: no thread, no buffer, no greeting
         return None
@@ -204,11 +210,12 @@ class NBDServer:
 class _Listener:
     """One listening socket and its accept thread."""
 
-    def __init__(self, sock, label, unix_path=None, tcp_address=None):
+    def __init__(self, sock, label, unix_path=None, tcp_address=None, tls_context=None):
         self.sock = sock
         self.label = label
         self.unix_path = unix_path
         self.tcp_address = tcp_address
+        self.tls_context = tls_context
         self.closing = False
         self.thread: threading.Thread | None = None
 
@@ -218,7 +225,8 @@ class _Listener:
             return f"nbd+unix:///{quoted}?socket={urllib.parse.quote(self.unix_path)}"
         host, port = self.tcp_address
         host = f"[{host}]" if ":" in host else host
-        return f"nbd://{host}:{port}/{quoted}"
+        scheme = "nbds" if self.tls_context is not None else "nbd"
+        return f"{scheme}://{host}:{port}/{quoted}"
 
     def close(self) -> None:
         self.closing = True
@@ -242,11 +250,12 @@ class _Connection:
     it cannot be served (``Handshake`` answers every option with that error).
     """
 
-    def __init__(self, server: NBDServer, sock: socket.socket, peer, slots: Slots, refusal=None):
+    def __init__(self, server, sock, peer, slots: Slots, tls_context=None, refusal=None):
         self._server = server
         self._sock = sock
         self.peer = peer
         self._slots = slots
+        self._tls_context = tls_context
         self._refusal = refusal
         self._export: Export | None = None
         self.thread = threading.Thread(target=self._serve, name=f"nbd-conn-{peer}")
@@ -260,9 +269,14 @@ class _Connection:
     def close(self) -> None:
         """End the connection from another thread (its own thread cleans up)."""
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)
+            # The plain socket's shutdown, also under TLS: the TLS object is not thread-safe.
+            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
         except OSError:
             pass
+
+    def _use_socket(self, sock: socket.socket) -> None:
+        """STARTTLS replaced the socket (the old one is detached)."""
+        self._sock = sock
 
     def _attach(self, export: Export) -> None:
         self._server.registry.attach(export, self)
@@ -271,22 +285,24 @@ class _Connection:
     def _serve(self) -> None:
         server = self._server
         limits = server.limits
-        sock = self._sock
         try:
             # Negotiation needs room for one option only; transmission gets the full buffer.
-            reader = SocketReader(sock, HANDSHAKE_BUFFER)
+            reader = SocketReader(self._sock, HANDSHAKE_BUFFER)
             wait = REFUSAL_TIMEOUT if self._refusal else limits.handshake_timeout
             reader.deadline = time.monotonic() + wait
             session = Handshake(
-                sock,
+                self._sock,
                 reader,
                 server.registry,
                 server.block_sizes,
                 self._attach,
                 refusal=self._refusal,
+                tls_context=self._tls_context,
+                on_tls=self._use_socket,
             ).run()
             if session is None:
                 return
+            sock = self._sock
             try:
                 reader.deadline = None
                 reader.resize(RECEIVE_BUFFER)
@@ -307,6 +323,6 @@ class _Connection:
         finally:
             if self._export is not None:
                 server.registry.detach(self._export, self)
-            sock.close()
+            self._sock.close()
             self._slots.give_back()
             server._forget(self)

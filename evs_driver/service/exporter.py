@@ -7,8 +7,10 @@ with its last. Exports are named by device id.
 """
 
 import dataclasses
+import ipaddress
 import os
 import socket
+import ssl
 import stat
 import threading
 
@@ -16,10 +18,10 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from evs_driver import exception
-from evs_driver.conf import read_group
+from evs_driver.conf import option_error, read_group
 from evs_driver.conf.nbd import NBD_GROUP, NBD_OPTS, register_nbd_opts
 from evs_driver.exporter import Exporter
-from evs_driver.nbd import Limits, NBDServer, Slots
+from evs_driver.nbd import Limits, NBDServer, Slots, tls
 
 LOG = logging.getLogger(__name__)
 DEFAULT_PORT = 10809  # IANA's NBD port
@@ -75,9 +77,19 @@ class NBDExporter(Exporter):
     caps the whole exporter.
     """
 
-    def __init__(self, default_socket: str | None, limits: Limits | None = None):
+    def __init__(
+        self,
+        default_socket: str | None,
+        limits: Limits | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        allow_insecure_tcp: bool = False,
+    ):
+        """With ``tls_context`` every TCP endpoint requires TLS; without it, endpoints off
+        loopback are refused unless ``allow_insecure_tcp``."""
         self.default_socket = default_socket
         self.limits = limits or Limits()
+        self.tls_context = tls_context
+        self.allow_insecure_tcp = allow_insecure_tcp
         self._slots = Slots(self.limits.max_connections)
         self._lock = threading.Lock()
         self._servers: dict[Endpoint, NBDServer] = {}
@@ -89,8 +101,17 @@ class NBDExporter(Exporter):
         """An exporter with the ``[nbd]`` options of ``conf`` (registered here)."""
         register_nbd_opts(conf)
         values = read_group(conf, NBD_GROUP, NBD_OPTS)
+        x509_dir = values.pop("tls_x509_dir")
+        verify_peer = values.pop("tls_verify_peer")
+        allow_insecure_tcp = values.pop("allow_insecure_tcp")
         values["io_timeout"] = values["io_timeout"] or None  # 0: no limit
-        return cls(default_socket, Limits(**values))
+        context = None
+        if x509_dir:
+            try:
+                context = tls.server_context(os.path.expanduser(x509_dir), verify_peer)
+            except exception.InvalidInput as exc:
+                raise option_error(conf, NBD_GROUP, "tls_x509_dir", exc.kwargs["reason"]) from exc
+        return cls(default_socket, Limits(**values), context, allow_insecure_tcp)
 
     def export(self, backend, device_id: str, read_only: bool, listen: dict | None = None) -> dict:
         """Serve ``device_id``; asking again for the same export returns the same info."""
@@ -122,7 +143,9 @@ class NBDExporter(Exporter):
             if endpoint.socket:
                 info["socket"] = endpoint.socket
             else:
-                info.update(host=endpoint.host, port=endpoint.port)
+                info.update(
+                    host=endpoint.host, port=endpoint.port, tls=self.tls_context is not None
+                )
             self._served[device_id] = _Served(endpoint, server, read_only, info)
         LOG.info("Serving %s at %s", device_id, info["uri"])
         return dict(info)
@@ -138,15 +161,30 @@ class NBDExporter(Exporter):
                 server.listen_unix(endpoint.socket)
                 os.chmod(endpoint.socket, 0o600)  # owner only, like the control socket
             else:
-                host, port = server.listen_tcp(endpoint.host, endpoint.port)
+                self._check_security(endpoint)
+                host, port = server.listen_tcp(endpoint.host, endpoint.port, self.tls_context)
                 endpoint = Endpoint(host=host, port=port)  # port 0 became a real one
         except OSError as exc:
             server.close()
             raise exception.InvalidInput(
                 reason=f"cannot serve NBD on {endpoint.describe()}: {exc.strerror or exc}"
             ) from exc
+        except BaseException:
+            server.close()
+            raise
         self._servers[endpoint] = server
         return server, endpoint
+
+    def _check_security(self, endpoint: Endpoint) -> None:
+        """Refuse plain NBD where the network can reach it, unless the operator allowed it."""
+        if self.tls_context is not None or self.allow_insecure_tcp:
+            return
+        if not _is_loopback(endpoint.host):
+            raise exception.InvalidInput(
+                reason=f"NBD on {endpoint.describe()} without TLS would let anyone on the "
+                "network read and write the volume: set [nbd] tls_x509_dir to serve with TLS, "
+                "or [nbd] allow_insecure_tcp = true to serve unencrypted anyway"
+            )
 
     def _stop_if_idle(self, endpoint: Endpoint) -> None:
         server = self._servers.get(endpoint)
@@ -187,6 +225,15 @@ class NBDExporter(Exporter):
             self._served.clear()
         for server in servers:
             server.close()
+
+
+def _is_loopback(host: str) -> bool:
+    """True when every address ``host`` stands for is a loopback one."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+    except socket.gaierror:
+        return False  # binding fails with its own error; no reason to call it safe
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 
 def _refuse_live_socket(path: str) -> None:

@@ -12,7 +12,9 @@ from oslo_config import cfg
 from evs_driver import exception
 from evs_driver.nbd import FileDevice, Limits
 from evs_driver.service.exporter import DEFAULT_PORT, Endpoint, NBDExporter
+from tests.functional.nbd.nbd_clients import requires
 from tests.functional.nbd.nbd_wire import WireClient, make_disk
+from tests.functional.nbd.tls_certs import make_pki
 
 
 class FileBackend:
@@ -208,3 +210,45 @@ def test_connection_cap_spans_every_endpoint(backend, workdir):
     refused.close()
     held.close()
     exporter.close()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1"])
+def test_plain_tcp_off_loopback_is_refused_naming_the_options(exporter, backend, host):
+    with pytest.raises(exception.InvalidInput, match=r"tls_x509_dir.*allow_insecure_tcp = true"):
+        exporter.export(backend, "v", read_only=False, listen={"host": host, "port": 0})
+    assert exporter.exports() == [] and exporter.served("v") is None
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "127.0.0.2"])
+def test_plain_tcp_on_loopback_is_allowed(exporter, backend, host):
+    info = exporter.export(backend, "v", read_only=False, listen={"host": host, "port": 0})
+    assert info["uri"].startswith("nbd://") and info["tls"] is False
+
+
+def test_allow_insecure_tcp_serves_off_loopback(backend, workdir):
+    exporter = NBDExporter(None, allow_insecure_tcp=True)
+    info = exporter.export(backend, "v", read_only=False, listen={"host": "0.0.0.0", "port": 0})
+    client = WireClient(("127.0.0.1", info["port"]))
+    client.go("v")
+    client.close()
+    exporter.close()
+
+
+@requires("openssl")
+def test_tls_serves_any_address_with_nbds_uris(backend, workdir):
+    pki = make_pki(workdir)
+    conf = nbd_conf(workdir, f"[nbd]\ntls_x509_dir = {pki.server}\n")
+    exporter = NBDExporter.from_conf(conf, None)
+    info = exporter.export(backend, "v", read_only=False, listen={"host": "0.0.0.0", "port": 0})
+    assert info["uri"] == f"nbds://0.0.0.0:{info['port']}/v" and info["tls"] is True
+    client = WireClient(("127.0.0.1", info["port"]))
+    client.greeting()
+    assert client.info_request(7, "v")[-1][0] == 2**31 + 5  # NBD_REP_ERR_TLS_REQD
+    client.close()
+    exporter.close()
+
+
+def test_bad_tls_dir_fails_at_start_naming_the_option(workdir):
+    conf = nbd_conf(workdir, f"[nbd]\ntls_x509_dir = {workdir}/nowhere\n")
+    with pytest.raises(exception.ConfigError, match=r"\[nbd\] tls_x509_dir .*server-cert.pem is"):
+        NBDExporter.from_conf(conf, None)

@@ -6,6 +6,7 @@ constant in the server cannot make its own tests agree with it.
 
 import os
 import socket
+import ssl
 import struct
 import time
 
@@ -15,7 +16,7 @@ REPLY_MAGIC = 0x3E889045565A9
 REQUEST_MAGIC = 0x25609513
 SIMPLE_REPLY_MAGIC = 0x67446698
 
-OPT_EXPORT_NAME, OPT_ABORT, OPT_LIST, OPT_INFO, OPT_GO = 1, 2, 3, 6, 7
+OPT_EXPORT_NAME, OPT_ABORT, OPT_LIST, OPT_STARTTLS, OPT_INFO, OPT_GO = 1, 2, 3, 5, 6, 7
 REP_ACK, REP_SERVER, REP_INFO = 1, 2, 3
 REP_ERR_UNSUP, REP_ERR_POLICY, REP_ERR_INVALID = 2**31 + 1, 2**31 + 2, 2**31 + 3
 REP_ERR_TLS_REQD, REP_ERR_UNKNOWN, REP_ERR_TOO_BIG = 2**31 + 5, 2**31 + 6, 2**31 + 9
@@ -32,10 +33,18 @@ class Closed(Exception):
 class WireClient:
     """One raw connection to the server under test."""
 
-    def __init__(self, path: str, timeout: float = 10.0):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def __init__(self, path: str | tuple[str, int], timeout: float = 10.0):
+        """Connect to a unix socket ``path`` or a TCP ``(host, port)``."""
+        family = socket.AF_INET if isinstance(path, tuple) else socket.AF_UNIX
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(path)
+
+    def starttls(self, context: ssl.SSLContext, host: str = "127.0.0.1") -> None:
+        """NBD_OPT_STARTTLS, then the client side of TLS on this connection."""
+        self.option(OPT_STARTTLS)
+        assert self.option_reply() == (OPT_STARTTLS, REP_ACK, b"")
+        self.sock = context.wrap_socket(self.sock, server_hostname=host)
 
     def close(self) -> None:
         self.sock.close()
@@ -89,9 +98,11 @@ class WireClient:
             if reply_type != REP_INFO:
                 return replies
 
-    def go(self, name: str) -> tuple[int, int]:
-        """Negotiate ``name``; return (size, transmission flags)."""
+    def go(self, name: str, tls: ssl.SSLContext | None = None) -> tuple[int, int]:
+        """Negotiate ``name`` (under TLS with ``tls``); return (size, transmission flags)."""
         self.greeting()
+        if tls is not None:
+            self.starttls(tls)
         replies = self.info_request(OPT_GO, name)
         assert replies[-1][0] == REP_ACK, replies
         for reply_type, payload in replies:

@@ -1,4 +1,4 @@
-"""The real ``evs-volume`` under hostile NBD clients: its memory stays bounded, caps hold.
+"""The real ``evs-volume``'s NBD side: bounded under hostile clients, TLS beyond loopback.
 
 The attack of issue 10: many clients each ask for one 32 MiB read and never read the
 reply. Before the caps each connection held the whole 32 MiB; now a connection holds at
@@ -14,9 +14,10 @@ import tempfile
 import pytest
 
 from evs_driver.nbd.limits import RECEIVE_BUFFER
-from tests.functional.cli.support import TIMEOUT, env_for
+from tests.functional.cli.support import TIMEOUT, env_for, evs
 from tests.functional.nbd.nbd_clients import qemu_io, requires, run
 from tests.functional.nbd.nbd_wire import CMD_READ, Closed, WireClient, wait_for
+from tests.functional.nbd.tls_certs import make_pki
 from tests.functional.service.support import MiB, Service, ok, service_cmd
 
 HOSTILE_CLIENTS = 47
@@ -118,3 +119,40 @@ def test_bad_nbd_option_fails_the_start_naming_it(state):
     )
     assert result.returncode == 1
     assert "[nbd] max_bytes_in_flight" in result.stderr and "65536" in result.stderr
+
+
+def test_plain_tcp_beyond_loopback_is_refused_with_the_fix(state):
+    service = start(state)
+    try:
+        ok(state, "volume", "create", "--size", "1", "--name", "v")
+        result = evs(state, "volume", "serve", "v", "--bind", "0.0.0.0", "--port", "0")
+        assert result.returncode == 1
+        assert "[nbd] tls_x509_dir" in result.stderr and "allow_insecure_tcp" in result.stderr
+        assert ok(state, "volume", "show", "v")["status"] == "available"  # nothing half done
+        assert ok(state, "export", "list") == []
+    finally:
+        assert service.stop() == 0, service.log_text()
+
+
+@requires("openssl", "qemu-io", "nbdinfo")
+def test_tls_export_beyond_loopback_with_real_clients(state):
+    pki = make_pki(state)
+    service = start(state, f"tls_x509_dir = {pki.server}\n")
+    try:
+        ok(state, "volume", "create", "--size", "1", "--name", "v")
+        info = ok(state, "volume", "serve", "v", "--bind", "0.0.0.0", "--port", "0")
+        assert info["uri"].startswith("nbds://0.0.0.0:") and info["tls"] is True
+        obj = f"tls-creds-x509,id=tls0,endpoint=client,dir={pki.client}"
+        opts = (
+            f"driver=nbd,server.type=inet,server.host=127.0.0.1,server.port={info['port']},"
+            f"export={info['export_name']},tls-creds=tls0"
+        )
+        run("qemu-io", "--object", obj, "--image-opts", "-c", "write -P 0x7e 0 1M", opts)
+        uri = f"nbds://127.0.0.1:{info['port']}/{info['export_name']}"
+        assert "with TLS" in run("nbdinfo", f"{uri}?tls-certificates={pki.client}").stdout
+        plain = run("nbdinfo", f"nbd://127.0.0.1:{info['port']}/{info['export_name']}", ok=False)
+        assert plain.returncode != 0
+        result = run("qemu-io", "--object", obj, "--image-opts", "-c", "read -P 0x7e 0 1M", opts)
+        assert "read 1048576/1048576" in result.stdout
+    finally:
+        assert service.stop() == 0, service.log_text()
