@@ -119,6 +119,13 @@ class AmbiguousName(InvalidInput):
     message = "%(count)d %(kind)ss are named %(name)s; use the id instead."
 
 
+class AmbiguousExportName(InvalidInput):
+    message = (
+        "%(name)s cannot be an NBD export name: it is also %(other)s, so a client could "
+        "reach the wrong device; serve it by id (%(id)s) instead."
+    )
+
+
 class AttachNeedsService(InvalidOperation):
     message = (
         "Attaching %(name)s needs the evs-volume service (it serves the NBD export); "

@@ -485,10 +485,34 @@ class VolumeManager:
         with self.catalog.transaction() as txn:
             volume = self._find(txn, "volume", ref)
             rules.expect_status("Volume", volume, ("available",), "attaching")
+            connector = self._nbd_connector(txn, volume, ref, connector)
             # The owner lets a later start tell an attachment whose server died.
             txn.update(volume, status="in-use", task=self._task("attach"))
         with self._failing_to(volume, "available"):
             return self.driver_for(volume).initialize_connection(volume, connector)
+
+    def nbd_connector(self, record, ref: str, connector: dict) -> dict:
+        """``connector`` with ``nbd_name``: the record's name as its second NBD export name,
+        when that name is no other volume's or snapshot's name or id.
+
+        Serving by a shared name (``ref``) is refused, as a client could not tell the
+        devices apart; served by id, such a record is exported under its id only."""
+        with self.catalog.transaction() as txn:
+            return self._nbd_connector(txn, record, ref, connector)
+
+    def _nbd_connector(self, txn: cat.Txn, record, ref: str, connector: dict) -> dict:
+        name = record.display_name
+        if not name:
+            return connector
+        clash = _name_clash(txn, name, record.id)
+        if clash is None:
+            return dict(connector, nbd_name=name)
+        if ref == name:
+            raise exception.AmbiguousExportName(name=name, other=clash, id=record.id)
+        LOG.warning(
+            "%s is served under its id only: its name %s is also %s", record.id, name, clash
+        )
+        return connector
 
     def detach_volume(self, ref: str, connector: dict) -> None:
         """End a volume's connection and make it available again."""
@@ -535,3 +559,17 @@ class VolumeManager:
     def check(self) -> dict[str, list[str]]:
         """Problems per backend: the backend's own check plus catalog-versus-pool checks."""
         return recovery.check(self)
+
+
+def _name_clash(txn: cat.Txn, name: str, own_id: str) -> str | None:
+    """What else ``name`` stands for among volumes and snapshots; None when nothing."""
+    for kind, by_id, by_name in (
+        ("volume", txn.volume, txn.volumes),
+        ("snapshot", txn.snapshot, txn.snapshots),
+    ):
+        if by_id(name) is not None:
+            return f"the id of a {kind}"
+        others = [record.id for record in by_name(name=name) if record.id != own_id]
+        if others:
+            return f"the name of {kind} {others[0]}"
+    return None

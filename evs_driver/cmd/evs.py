@@ -36,7 +36,7 @@ POOL_COLUMNS = [
 ]
 
 
-EXPORT_COLUMNS = ["export_name", "uri", "read_only", "connections"]
+EXPORT_COLUMNS = ["export_name", "name", "uri", "read_only", "connections"]
 
 GLOBAL_DEFAULTS = {"config_file": [], "debug": False, "log_file": None, "format": "table"}
 

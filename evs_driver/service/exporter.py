@@ -3,7 +3,8 @@
 Each listening endpoint (a unix socket or a TCP address) has its own ``NBDServer``, so an
 export is reachable only where it was asked for: serving one volume on a public address
 does not expose the others. An endpoint's server starts with its first export and stops
-with its last. Exports are named by device id.
+with its last. Exports are named by device id, and by the device's name when its caller
+gives one (the manager does when that name is no other device's).
 """
 
 import dataclasses
@@ -113,8 +114,16 @@ class NBDExporter(Exporter):
                 raise option_error(conf, NBD_GROUP, "tls_x509_dir", exc.kwargs["reason"]) from exc
         return cls(default_socket, Limits(**values), context, allow_insecure_tcp)
 
-    def export(self, backend, device_id: str, read_only: bool, listen: dict | None = None) -> dict:
-        """Serve ``device_id``; asking again for the same export returns the same info."""
+    def export(
+        self,
+        backend,
+        device_id: str,
+        read_only: bool,
+        listen: dict | None = None,
+        name: str | None = None,
+    ) -> dict:
+        """Serve ``device_id`` (and under ``name`` too); asking again for the same export
+        returns the same info."""
         if not listen and self.default_socket is None:
             # The embedded exporter serves only on the private sockets its copies ask for.
             raise exception.AttachNeedsService(name=device_id)
@@ -135,11 +144,18 @@ class NBDExporter(Exporter):
                     device_id,
                     lambda: backend.open_device(device_id, writable=not read_only),
                     read_only=read_only,
+                    aliases=[name] if name else (),
+                    description=name or "",
                 )
             except BaseException:
                 self._stop_if_idle(endpoint)
                 raise
-            info = {"export_name": device_id, "uri": server.uri(device_id), "read_only": read_only}
+            info = {
+                "export_name": device_id,
+                "name": name or None,
+                "uri": server.uri(device_id),
+                "read_only": read_only,
+            }
             if endpoint.socket:
                 info["socket"] = endpoint.socket
             else:

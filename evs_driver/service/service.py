@@ -159,6 +159,7 @@ class VolumeService:
             connector = {"host": socket.gethostname(), "access_mode": "ro"}
             if listen:
                 connector["nbd_listen"] = listen
+            connector = self.manager.nbd_connector(record, snapshot, connector)
             driver = self.manager.driver_for(record)
             info = driver.initialize_connection_snapshot(record, connector)
         if scoped:

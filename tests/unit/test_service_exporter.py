@@ -86,6 +86,7 @@ def test_export_on_default_socket_owner_only_and_reachable(exporter, backend, wo
     path = os.path.join(workdir, "nbd.sock")
     assert info == {
         "export_name": "vol-1",
+        "name": None,
         "uri": f"nbd+unix:///vol-1?socket={path}",
         "read_only": False,
         "socket": path,
@@ -252,3 +253,18 @@ def test_bad_tls_dir_fails_at_start_naming_the_option(workdir):
     conf = nbd_conf(workdir, f"[nbd]\ntls_x509_dir = {workdir}/nowhere\n")
     with pytest.raises(exception.ConfigError, match=r"\[nbd\] tls_x509_dir .*server-cert.pem is"):
         NBDExporter.from_conf(conf, None)
+
+
+def test_export_under_a_name_too(exporter, backend, workdir):
+    info = exporter.export(backend, "vol-1", read_only=False, name="db")
+    assert info["name"] == "db" and info["export_name"] == "vol-1"
+    for name in ("vol-1", "db"):
+        client = WireClient(os.path.join(workdir, "nbd.sock"))
+        client.go(name)
+        client.close()
+    assert exporter.exports()[0]["name"] == "db"
+    with pytest.raises(exception.AlreadyExists, match="db"):
+        exporter.export(backend, "vol-2", read_only=False, name="db")
+    assert [e["export_name"] for e in exporter.exports()] == ["vol-1"]
+    with pytest.raises(exception.AlreadyExists, match="vol-1"):
+        exporter.export(backend, "vol-3", read_only=False, name="vol-1")

@@ -156,3 +156,30 @@ def test_tls_export_beyond_loopback_with_real_clients(state):
         assert "read 1048576/1048576" in result.stdout
     finally:
         assert service.stop() == 0, service.log_text()
+
+
+@requires("qemu-io")
+def test_volume_and_snapshot_are_reachable_by_name(state):
+    service = start(state)
+    try:
+        ok(state, "volume", "create", "--size", "1", "--name", "v1")
+        socket_path = f"{state}/v1.sock"
+        info = ok(state, "volume", "serve", "v1", "--socket", socket_path)
+        assert info["name"] == "v1"
+        qemu_io(f"nbd+unix:///v1?socket={socket_path}", "write -P 0x1d 0 64k")
+        ok(state, "snapshot", "create", "v1", "--name", "s1")
+        snap = ok(state, "snapshot", "serve", "s1")
+        qemu_io(f"nbd+unix:///s1?socket={snap['socket']}", "read -P 0x1d 0 64k", read_only=True)
+        names = {e["export_name"]: e["name"] for e in ok(state, "export", "list")}
+        assert names == {info["export_name"]: "v1", snap["export_name"]: "s1"}
+        header, *rows = [
+            line for line in evs(state, "export", "list").stdout.splitlines() if "|" in line
+        ]
+        assert [cell.strip() for cell in header.split("|")][1:3] == ["export_name", "name"]
+        assert sorted(row.split("|")[2].strip() for row in rows) == ["s1", "v1"]
+        ok(state, "volume", "create", "--size", "1", "--name", "s1")  # now s1 names two
+        ok(state, "snapshot", "unserve", "s1")
+        result = evs(state, "snapshot", "serve", "s1")
+        assert result.returncode == 1 and "s1 cannot be an NBD export name" in result.stderr
+    finally:
+        assert service.stop() == 0, service.log_text()
