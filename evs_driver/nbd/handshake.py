@@ -4,7 +4,6 @@ Anything a client sends that the protocol says must end the session raises
 ``NBDProtocolError``; every other bad option gets an error reply and haggling goes on.
 """
 
-import dataclasses
 import logging
 import socket
 import ssl
@@ -12,10 +11,10 @@ import struct
 from collections.abc import Callable
 
 from evs_driver import exception
-from evs_driver.blockdev import BlockDevice
+from evs_driver.nbd import metacontext, tls
 from evs_driver.nbd import protocol as p
-from evs_driver.nbd import tls
 from evs_driver.nbd.exports import Export, ExportRegistry
+from evs_driver.nbd.session import BlockSizes, Session, transmission_flags
 from evs_driver.nbd.stream import SocketReader
 
 LOG = logging.getLogger(__name__)
@@ -23,52 +22,6 @@ LOG = logging.getLogger(__name__)
 MAX_OPTIONS = 256  # options one connection may send before it must pick an export
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
-
-
-@dataclasses.dataclass(frozen=True)
-class BlockSizes:
-    """Block size constraints advertised with NBD_INFO_BLOCK_SIZE."""
-
-    minimum: int = 1
-    preferred: int = 4096
-    maximum: int = 32 * 1024 * 1024
-
-    def __post_init__(self):
-        if not (
-            _power_of_two(self.minimum)
-            and _power_of_two(self.preferred)
-            and self.minimum <= min(self.preferred, 65536)
-            and self.preferred <= self.maximum < 2**32
-            and self.maximum % self.minimum == 0
-        ):
-            raise exception.InvalidInput(
-                reason=f"NBD block sizes minimum={self.minimum} preferred={self.preferred} "
-                f"maximum={self.maximum}: minimum and preferred must be powers of 2, "
-                "minimum <= 64 KiB, minimum <= preferred <= maximum < 4 GiB and maximum a "
-                "multiple of minimum"
-            )
-
-
-@dataclasses.dataclass(frozen=True)
-class Session:
-    """What the handshake agreed on: the export, its open device and the transmission flags."""
-
-    export: Export
-    device: BlockDevice
-    size: int
-    flags: int
-
-
-def transmission_flags(device: BlockDevice, read_only: bool) -> int:
-    """Transmission flags for an export served from ``device``."""
-    flags = p.TFLAG_HAS_FLAGS | p.TFLAG_SEND_FLUSH
-    if read_only:
-        # Nothing can change, so every connection sees the same bytes.
-        return flags | p.TFLAG_READ_ONLY | p.TFLAG_CAN_MULTI_CONN
-    flags |= p.TFLAG_SEND_FUA | p.TFLAG_SEND_TRIM | p.TFLAG_SEND_WRITE_ZEROES
-    if getattr(device, "can_multi_conn", False):
-        flags |= p.TFLAG_CAN_MULTI_CONN
-    return flags
 
 
 class Handshake:
@@ -84,11 +37,13 @@ class Handshake:
         refusal: str | None = None,
         tls_context: ssl.SSLContext | None = None,
         on_tls: Callable[[ssl.SSLSocket], None] = lambda _sock: None,
+        namespaces: tuple[metacontext.Namespace, ...] = (metacontext.BASE,),
     ):
         """``attach`` records the connection on its export (raising ``NotFound`` or
         ``NBDExportFull``); with a ``refusal`` every option is answered with that error.
         With a ``tls_context`` TLS is required (NBD's FORCEDTLS mode); ``on_tls`` learns
-        the socket that replaces ``sock`` once NBD_OPT_STARTTLS was accepted."""
+        the socket that replaces ``sock`` once NBD_OPT_STARTTLS was accepted. ``namespaces``
+        offer the metadata contexts."""
         self._sock = sock
         self._reader = reader
         self._registry = registry
@@ -97,9 +52,12 @@ class Handshake:
         self._refusal = refusal
         self._tls_context = tls_context
         self._on_tls = on_tls
+        self._namespaces = namespaces
         self._encrypted = False
         self._fixed = False
         self._no_zeroes = False
+        self._structured = False
+        self._selected: tuple[Export, tuple] | None = None  # SET_META_CONTEXT's export and pick
 
     @property
     def _needs_tls(self) -> bool:
@@ -145,6 +103,10 @@ class Handshake:
                 self._reply(option, p.REP_ERR_TLS_REQD, b"TLS is required: send NBD_OPT_STARTTLS")
             elif option == p.OPT_LIST:
                 self._list(data)
+            elif option == p.OPT_STRUCTURED_REPLY:
+                self._structured_reply(data)
+            elif option in (p.OPT_LIST_META_CONTEXT, p.OPT_SET_META_CONTEXT):
+                self._meta_context(option, data)
             elif option in (p.OPT_INFO, p.OPT_GO):
                 session = self._info(option, data)
                 if session is not None:
@@ -170,6 +132,43 @@ class Handshake:
             self._on_tls(self._sock)
             tls.handshake(self._sock, self._reader.deadline)
             self._encrypted = True
+            self._structured, self._selected = False, None  # nothing from before TLS holds
+
+    def _structured_reply(self, data: bytes) -> None:
+        if data:
+            self._reply(p.OPT_STRUCTURED_REPLY, p.REP_ERR_INVALID, b"it takes no data")
+            return
+        self._structured = True
+        self._reply(p.OPT_STRUCTURED_REPLY, p.REP_ACK)
+
+    def _meta_context(self, option: int, data: bytes) -> None:
+        listing = option == p.OPT_LIST_META_CONTEXT
+        if not listing:
+            self._selected = None  # a SET replaces the selection, even when it fails
+        if not self._structured:
+            self._reply(option, p.REP_ERR_INVALID, b"negotiate structured replies first")
+            return
+        parsed = metacontext.parse_request(data)
+        if parsed is None:
+            self._reply(option, p.REP_ERR_INVALID, b"malformed metadata context request")
+            return
+        raw_name, queries = parsed
+        export = self._resolve(raw_name)
+        if export is None:
+            self._reply(option, p.REP_ERR_UNKNOWN, b"no such export: " + _utf8(raw_name, 256))
+            return
+        contexts = metacontext.select(self._namespaces, queries, listing)
+        if contexts is None:
+            self._reply(
+                option, p.REP_ERR_INVALID, b"a query is namespace:name, e.g. base:allocation"
+            )
+            return
+        for number, context in enumerate(contexts, start=1):
+            context_id = 0 if listing else number  # LIST's ids are reserved: zero
+            self._reply(option, p.REP_META_CONTEXT, _U32.pack(context_id) + context.name.encode())
+        if not listing:
+            self._selected = (export, tuple(contexts))
+        self._reply(option, p.REP_ACK)
 
     def _export_name(self, data: bytes) -> Session:
         export = self._resolve(data)
@@ -263,7 +262,11 @@ class Handshake:
         try:
             read_only = export.read_only or bool(device.read_only)
             size = device.size
-            return Session(export, device, size, transmission_flags(device, read_only))
+            flags = transmission_flags(device, read_only)
+            # Contexts hold only for the export they were selected on.
+            selected = self._selected
+            contexts = selected[1] if selected and selected[0] is export else ()
+            return Session(export, device, size, flags, self._structured, contexts)
         except BaseException:
             device.close()
             raise
@@ -287,10 +290,6 @@ def _utf8(text: str | bytes, limit: int) -> bytes:
     if isinstance(text, str):
         text = text.encode("utf-8", "replace")
     return text[:limit].decode("utf-8", "ignore").encode()
-
-
-def _power_of_two(value: int) -> bool:
-    return value > 0 and value & (value - 1) == 0
 
 
 def _parse_info_request(data: bytes) -> tuple[bytes, set[int]] | None:

@@ -16,8 +16,9 @@ import urllib.parse
 from collections.abc import Iterable
 
 from evs_driver import exception
+from evs_driver.nbd import metacontext
 from evs_driver.nbd.exports import Export, ExportRegistry, Opener
-from evs_driver.nbd.handshake import BlockSizes, Handshake
+from evs_driver.nbd.handshake import Handshake
 from evs_driver.nbd.limits import (
     RECEIVE_BUFFER,
     REFUSAL_TIMEOUT,
@@ -26,6 +27,7 @@ from evs_driver.nbd.limits import (
     Slots,
 )
 from evs_driver.nbd.protocol import MAX_OPTION_LENGTH
+from evs_driver.nbd.session import BlockSizes
 from evs_driver.nbd.stream import SocketReader, set_io_timeout
 from evs_driver.nbd.transmission import Transmission
 
@@ -42,10 +44,12 @@ class NBDServer:
         block_sizes: BlockSizes | None = None,
         limits: Limits | None = None,
         slots: Slots | None = None,
+        namespaces: tuple[metacontext.Namespace, ...] = (metacontext.BASE,),
     ):
         """``slots`` counts connections against ``limits.max_connections``; pass one ``Slots``
-        to several servers to cap them together."""
+        to several servers to cap them together. ``namespaces`` offer metadata contexts."""
         self.limits = limits or Limits()
+        self.namespaces = namespaces
         self.registry = (
             registry
             if registry is not None
@@ -299,6 +303,7 @@ class _Connection:
                 refusal=self._refusal,
                 tls_context=self._tls_context,
                 on_tls=self._use_socket,
+                namespaces=server.namespaces,
             ).run()
             if session is None:
                 return

@@ -1,4 +1,4 @@
-"""The transmission phase: serve one connection's requests in order, with simple replies.
+"""The transmission phase: serve one connection's requests in order.
 
 Requests are handled one at a time in arrival order while the client keeps sending
 (pipelining), so a FLUSH is answered only after every earlier write returned and the
@@ -12,16 +12,18 @@ import logging
 import socket
 
 from evs_driver import exception
+from evs_driver.nbd import metacontext
 from evs_driver.nbd import protocol as p
 from evs_driver.nbd.errmap import nbd_error
-from evs_driver.nbd.handshake import Session
 from evs_driver.nbd.replies import ARENA_SIZE, ReplyWriter
+from evs_driver.nbd.session import Session
 from evs_driver.nbd.stream import SocketReader
 
 LOG = logging.getLogger(__name__)
 
 _ZERO_CHUNK = 1024 * 1024  # how much an allocating WRITE_ZEROES writes per call
 _KNOWN_FLAGS = p.CMD_FLAG_FUA | p.CMD_FLAG_NO_HOLE
+_STATUS_FLAGS = p.CMD_FLAG_FUA | p.CMD_FLAG_REQ_ONE  # (clients are known to send FUA anywhere)
 
 
 class Transmission:
@@ -36,13 +38,14 @@ class Transmission:
         in_flight: int = ARENA_SIZE,
     ):
         self._reader = reader
-        self._replies = ReplyWriter(sock, in_flight)
+        self._replies = ReplyWriter(sock, in_flight, session.structured)
         # Replies must be on their way before we wait for the client, or both sides wait.
         reader.before_wait = self._replies.flush
         self._device = session.device
         self._size = session.size
         self._read_only = bool(session.flags & p.TFLAG_READ_ONLY)
         self._max_block = max_block
+        self._contexts = list(enumerate(session.contexts, start=1))  # ids as the handshake gave
         self._zeros = b""
 
     def run(self) -> None:
@@ -70,7 +73,7 @@ class Transmission:
             if command == p.CMD_READ:
                 # The hot path, kept inline.
                 if flags & ~_KNOWN_FLAGS or length > max_block or offset + length > size:
-                    replies.reply(cookie, p.EINVAL)
+                    replies.read_error(cookie, p.EINVAL)
                     continue
                 if length > arena:
                     self._read_in_pieces(cookie, offset, length)
@@ -79,9 +82,9 @@ class Transmission:
                 try:
                     readinto(offset, view)
                 except Exception as exc:
-                    replies.reply(cookie, self._failed("read", offset, length, exc))
+                    replies.read_error(cookie, self._failed("read", offset, length, exc))
                     continue
-                replies.data(cookie, view)
+                replies.data(cookie, offset, view)
             elif command == p.CMD_WRITE:
                 replies.reply(cookie, self._write(flags, cookie, offset, length))
             elif command == p.CMD_FLUSH:
@@ -92,6 +95,8 @@ class Transmission:
                 replies.reply(cookie, self._modify(flags, offset, length, self._trim))
             elif command == p.CMD_WRITE_ZEROES:
                 replies.reply(cookie, self._modify(flags, offset, length, self._write_zeroes))
+            elif command == p.CMD_BLOCK_STATUS:
+                self._block_status(flags, cookie, offset, length)
             elif command == p.CMD_DISC:
                 return
             else:
@@ -109,14 +114,32 @@ class Transmission:
             except Exception as exc:
                 error = self._failed("read", start, len(view), exc)
                 if start == offset:
-                    replies.reply(cookie, error)  # nothing sent yet: a plain error reply
-                    return
-                # The reply header already said success: the protocol leaves only hanging up.
-                raise exception.NBDHangUp(
-                    reason=f"read failed after its first piece: {exc}"
-                ) from exc
-            replies.send_piece(cookie, view, first=start == offset)
+                    replies.read_error(cookie, error)  # nothing sent yet: a plain error
+                elif replies.structured:
+                    replies.read_error(cookie, error, offset=start)  # the pieces before hold
+                else:
+                    # The reply header already said success: only hanging up is left.
+                    raise exception.NBDHangUp(reason=f"read failed after a piece: {exc}") from exc
+                return
+            last = start + len(view) == end
+            replies.send_piece(cookie, start, view, first=start == offset, last=last)
             start += len(view)
+
+    def _block_status(self, flags: int, cookie: int, offset: int, length: int) -> None:
+        if (
+            not self._contexts
+            or flags & ~_STATUS_FLAGS
+            or not length
+            or offset + length > self._size
+        ):
+            self._replies.reply(cookie, p.EINVAL)  # (also: no context was selected)
+            return
+        one = bool(flags & p.CMD_FLAG_REQ_ONE)
+        answers = [
+            (context_id, metacontext.answer(context, self._device, offset, length, one))
+            for context_id, context in self._contexts
+        ]
+        self._replies.block_status(cookie, answers)
 
     def _write(self, flags: int, cookie: int, offset: int, length: int) -> int:
         reader = self._reader

@@ -198,8 +198,11 @@ def test_garbage_instead_of_tls_ends_only_that_connection(tls_server, pki, garba
     client.greeting()
     client.option(OPT_STARTTLS)
     assert client.option_reply()[1] == REP_ACK
-    client.sock.sendall(garbage)
-    client.sock.shutdown(socket.SHUT_WR)
+    try:
+        client.sock.sendall(garbage)
+        client.sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the server may hang up before all of it arrived: what is tested here
     wait_for(lambda: nbd.connection_count() == 0, "the connection to end")
     client.close()
     other = WireClient(address)
