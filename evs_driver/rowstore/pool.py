@@ -20,6 +20,7 @@ import time
 
 from evs_driver import exception
 from evs_driver.backends.base import CheckReport
+from evs_driver.blockdev import HOLE, ZERO, Extents
 from evs_driver.rowstore import checker, collector, overlays
 from evs_driver.rowstore.chunkstore import ChunkStore
 from evs_driver.rowstore.devices import (
@@ -46,6 +47,7 @@ LOG = logging.getLogger(__name__)
 DATA_FILE = "data"
 META_FILE = "metadata.sqlite"
 LOCK_FILE = "lock"
+EXTENT_CHUNKS = 65536  # chunks one extents() call looks up; the caller asks again for more
 
 
 class Pool:
@@ -445,6 +447,31 @@ class Pool:
                 run_position, run_start, run_end = position, start, end
             if run_start >= 0:
                 self._chunks.readinto(run_position, view[run_start:run_end])
+
+    def extents(self, name: str, offset: int, length: int) -> Extents:
+        """Which chunks of the range the device maps, as ``BlockDevice.extents`` runs: an
+        unmapped chunk is a hole that reads as zeros. At most ``EXTENT_CHUNKS`` chunks a call."""
+        device = self._device(name)
+        self._check_io(device, offset, length)
+        size = self.chunk_size
+        first = offset // size
+        count = min((offset + length - 1) // size - first + 1, EXTENT_CHUNKS) if length else 0
+        with device.lock.read():
+            self._require_alive(device)
+            with self._lock:
+                entries = lookup_run(
+                    self._nodes, device.root, self._height(device.size), first, count
+                )
+        runs: Extents = []
+        for index, entry in enumerate(entries):
+            start = max(offset, (first + index) * size)
+            run = min(offset + length, (first + index + 1) * size) - start
+            flags = 0 if entry else HOLE | ZERO
+            if runs and runs[-1][1] == flags:
+                runs[-1] = (runs[-1][0] + run, flags)
+            else:
+                runs.append((run, flags))
+        return runs
 
     def _read_overlay(self, chunk: int, base: int, valid: int, in_offset: int, view) -> None:
         """Read bytes of an overlay: valid blocks from it, the others from its base."""

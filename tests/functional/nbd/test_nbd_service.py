@@ -5,6 +5,7 @@ reply. Before the caps each connection held the whole 32 MiB; now a connection h
 most ``max_bytes_in_flight`` plus its receive buffer, and the service keeps serving.
 """
 
+import json
 import os
 import select
 import shutil
@@ -181,5 +182,19 @@ def test_volume_and_snapshot_are_reachable_by_name(state):
         ok(state, "snapshot", "unserve", "s1")
         result = evs(state, "snapshot", "serve", "s1")
         assert result.returncode == 1 and "s1 cannot be an NBD export name" in result.stderr
+    finally:
+        assert service.stop() == 0, service.log_text()
+
+
+@requires("qemu-io", "qemu-img", "nbdinfo")
+def test_a_served_local_volume_reports_its_holes(state):
+    service = start(state)
+    try:
+        info = serve_volume(state)
+        qemu_io(info["uri"], "write -P 0x44 5M 1M")
+        entries = json.loads(run("qemu-img", "map", "--output=json", info["uri"]).stdout)
+        assert [(e["start"], e["length"]) for e in entries if e["data"]] == [(5 * MiB, MiB)]
+        assert sum(e["length"] for e in entries) == 1024 * MiB
+        assert "hole,zero" in run("nbdinfo", "--map", info["uri"]).stdout
     finally:
         assert service.stop() == 0, service.log_text()
