@@ -2,6 +2,13 @@
 
 from typing import Protocol
 
+# Flags of an extent (the values of NBD's base:allocation context, passed on unchanged).
+HOLE = 1  # not allocated: writing there may need new space
+ZERO = 2  # reads as zeros
+
+Extents = list[tuple[int, int]]
+"""Consecutive ``(length, flags)`` runs; every length is positive."""
+
 
 class BlockDevice(Protocol):
     """A byte-addressed disk; every method may raise an ``EVSError``."""
@@ -31,6 +38,14 @@ class BlockDevice(Protocol):
 
     def flush(self) -> None:
         """Make every write acknowledged before this call durable."""
+
+    def extents(self, offset: int, length: int) -> Extents:
+        """How ``[offset, offset + length)`` is allocated, as runs from ``offset``.
+
+        The runs may stop short of ``length`` (there is at least one) but never go past it.
+        A run the device cannot tell about is reported as allocated data (flags 0), which
+        is always safe: a client just reads it.
+        """
 
     def close(self) -> None:
         """Release the device; the data stays."""

@@ -165,9 +165,10 @@ class EVSDriver(VolumeDriver):
     def initialize_connection(self, volume, connector) -> dict:
         """Connection info: a local device path when the backend has one, else an NBD export.
 
-        ``connector["access_mode"] == "ro"`` asks for a read-only export, and
+        ``connector["access_mode"] == "ro"`` asks for a read-only export,
         ``connector["nbd_listen"]`` (``{"socket": path}`` or ``{"host": h, "port": n}``)
-        where the service's NBD exporter should serve it.
+        where the service's NBD exporter should serve it, and ``connector["nbd_name"]`` a
+        second export name.
         """
         connector = connector or {}
         return self._connection(volume.id, connector.get("access_mode") == "ro", connector)
@@ -190,6 +191,8 @@ class EVSDriver(VolumeDriver):
             return {"driver_volume_type": "local", "data": properties}
         listen = connector.get("nbd_listen")
         extra = {"listen": listen} if listen else {}  # only the service's exporter takes it
+        if connector.get("nbd_name"):
+            extra["name"] = connector["nbd_name"]  # a second export name, set by the manager
         properties.update(self.exporter.export(self.backend, device_id, read_only, **extra))
         properties["access_mode"] = "ro" if read_only else "rw"
         return {"driver_volume_type": "nbd", "data": properties}

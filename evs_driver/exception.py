@@ -148,6 +148,13 @@ class AmbiguousName(InvalidInput):
     message = "%(count)d %(kind)ss are named %(name)s; use the id instead."
 
 
+class AmbiguousExportName(InvalidInput):
+    message = (
+        "%(name)s cannot be an NBD export name: it is also %(other)s, so a client could "
+        "reach the wrong device; serve it by id (%(id)s) instead."
+    )
+
+
 class AttachNeedsService(InvalidOperation):
     message = (
         "Attaching %(name)s needs the evs-volume service (it serves the NBD export); "
@@ -169,6 +176,21 @@ class NBDProtocolError(EVSError):
 class NBDDisconnected(EVSError):
     message = "NBD client disconnected %(where)s."
     code = errno.ECONNRESET
+
+
+class NBDExportFull(EVSError):
+    message = "NBD export %(name)s already has its maximum of %(limit)d connections"
+    code = errno.EBUSY
+
+
+class NBDTimeout(EVSError):
+    message = "NBD client dropped: %(reason)s"
+    code = errno.ETIMEDOUT
+
+
+class NBDHangUp(EVSError):
+    message = "NBD server hung up on the client: %(reason)s"
+    code = errno.ECONNABORTED
 
 
 class ServiceUnavailable(EVSError):

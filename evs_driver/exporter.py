@@ -13,10 +13,18 @@ class Exporter(abc.ABC):
     """Makes a backend device reachable by a host and forgets it again."""
 
     @abc.abstractmethod
-    def export(self, backend, device_id: str, read_only: bool, listen: dict | None = None) -> dict:
+    def export(
+        self,
+        backend,
+        device_id: str,
+        read_only: bool,
+        listen: dict | None = None,
+        name: str | None = None,
+    ) -> dict:
         """Serve ``device_id`` of ``backend``; return connection data (host, port, export name).
 
-        ``listen`` picks the address (``{"socket": PATH}`` or ``{"host": H, "port": N}``).
+        ``listen`` picks the address (``{"socket": PATH}`` or ``{"host": H, "port": N}``);
+        ``name`` is a second export name (the device's own name, unique to it).
         """
 
     @abc.abstractmethod
@@ -36,7 +44,14 @@ class Exporter(abc.ABC):
 class NoServiceExporter(Exporter):
     """The embedded case: no server runs, so attaching explains what is missing."""
 
-    def export(self, backend, device_id: str, read_only: bool, listen: dict | None = None) -> dict:
+    def export(
+        self,
+        backend,
+        device_id: str,
+        read_only: bool,
+        listen: dict | None = None,
+        name: str | None = None,
+    ) -> dict:
         """Always fails: serving a volume needs the long-running ``evs-volume`` service."""
         raise exception.AttachNeedsService(name=device_id)
 

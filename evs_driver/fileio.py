@@ -1,5 +1,6 @@
-"""Files and directories: zeroing byte ranges (punching holes where the file system can), and
-creating the owner-only files and directories that hold volume data and metadata."""
+"""Files and directories: zeroing byte ranges (punching holes where the file system can),
+finding a file's holes, and creating the owner-only files and directories that hold volume
+data and metadata."""
 
 import ctypes
 import ctypes.util
@@ -39,6 +40,32 @@ def write_zeros(fd: int, offset: int, length: int) -> None:
     end = offset + length
     while offset < end:
         offset += os.pwrite(fd, view[: min(len(view), end - offset)], offset)
+
+
+def data_runs(fd: int, offset: int, end: int, most: int) -> list[tuple[int, bool]] | None:
+    """At most ``most`` runs of ``[offset, end)`` as ``(length, is_hole)`` (SEEK_DATA and
+    SEEK_HOLE); None when the file system or device cannot tell."""
+    runs = []
+    position = offset
+    while position < end and len(runs) < most:
+        try:
+            data = os.lseek(fd, position, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                data = end  # no data after position: a hole to the end of the file
+            elif exc.errno in (errno.EINVAL, *_UNSUPPORTED):
+                return None
+            else:
+                raise
+        if data > position:
+            stop = min(data, end)
+            runs.append((stop - position, True))
+            position = stop
+            continue
+        stop = min(os.lseek(fd, position, os.SEEK_HOLE), end)
+        runs.append((stop - position, False))
+        position = stop
+    return runs
 
 
 def private_dir(path: str) -> str:

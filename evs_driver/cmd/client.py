@@ -58,7 +58,7 @@ class EmbeddedClient(_Operations):
         """``instance``: the service's instance lock, held shared until ``close``."""
         self.conf = conf
         self._instance = instance
-        self._exporter = NBDExporter(default_socket=None)
+        self._exporter = NBDExporter.from_conf(conf, None)
         self._session = Session(os.getpid())
         self.progress = None
         try:

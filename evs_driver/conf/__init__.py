@@ -28,6 +28,17 @@ def validate(conf: cfg.ConfigOpts) -> None:
             raise option_error(conf, "DEFAULT", opt.dest, _short(exc)) from exc
 
 
+def read_group(conf: cfg.ConfigOpts, group: str, opts: list) -> dict:
+    """Every option of ``opts`` in ``group`` by name; a bad value fails naming its file."""
+    values = {}
+    for opt in opts:
+        try:
+            values[opt.dest] = conf[group][opt.dest]
+        except (cfg.ConfigFileValueError, ValueError) as exc:
+            raise option_error(conf, group, opt.dest, _short(exc)) from exc
+    return values
+
+
 def describe_files(conf: cfg.ConfigOpts) -> str:
     """The config files in use, for error messages."""
     files = list(conf.config_file or []) + list(conf.config_dir or [])

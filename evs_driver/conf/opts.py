@@ -5,6 +5,7 @@ import importlib
 from evs_driver.conf.backend import BACKEND_DEFAULTS_GROUP, BACKEND_OPTS
 from evs_driver.conf.common import DEFAULT_OPTS
 from evs_driver.conf.local import LOCAL_OPTS
+from evs_driver.conf.nbd import NBD_GROUP, NBD_OPTS
 
 
 def backend_opts() -> list:
@@ -23,4 +24,8 @@ def backend_opts() -> list:
 
 def list_opts() -> list[tuple[str, list]]:
     """(group, options) pairs; ``[backend_defaults]`` documents every backend group's options."""
-    return [("DEFAULT", list(DEFAULT_OPTS)), (BACKEND_DEFAULTS_GROUP, backend_opts())]
+    return [
+        ("DEFAULT", list(DEFAULT_OPTS)),
+        (BACKEND_DEFAULTS_GROUP, backend_opts()),
+        (NBD_GROUP, list(NBD_OPTS)),
+    ]

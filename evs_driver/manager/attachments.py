@@ -26,6 +26,7 @@ class AttachOperations(ManagerBase):
             volume = self._find(txn, "volume", ref)
             self._require_enabled(volume.backend)
             again = volume.status == "in-use" and self.served(volume) is not None
+            connector = self._nbd_connector(txn, volume, ref, connector)
             if not again:
                 rules.expect_status("Volume", volume, ("available",), "attaching")
                 undo = self._restore(volume)
@@ -81,6 +82,7 @@ class AttachOperations(ManagerBase):
             if existing:
                 return snapshot, {"driver_volume_type": "nbd", "data": existing}, False
             rules.expect_status("Snapshot", snapshot, ("available",), "serving")
+            connector = self.nbd_connector(snapshot, ref, connector)
             with self.lock(snapshot.backend) as driver:
                 info = driver.initialize_connection_snapshot(snapshot, connector)
         LOG.info(
@@ -102,6 +104,29 @@ class AttachOperations(ManagerBase):
                 LOG.info("Stopped serving snapshot %s (%s)", snapshot.id, _named(snapshot))
         return snapshot
 
+    def nbd_connector(self, record, ref: str, connector: dict) -> dict:
+        """``connector`` with ``nbd_name``: the record's name as its second NBD export name,
+        when that name is no other volume's or snapshot's name or id.
+
+        Serving by a shared name (``ref``) is refused, as a client could not tell the
+        devices apart; served by id, such a record is exported under its id only."""
+        with self.catalog.transaction() as txn:
+            return self._nbd_connector(txn, record, ref, connector)
+
+    def _nbd_connector(self, txn: cat.Txn, record, ref: str, connector: dict) -> dict:
+        name = record.display_name
+        if not name:
+            return connector
+        clash = _name_clash(txn, name, record.id)
+        if clash is None:
+            return dict(connector, nbd_name=name)
+        if ref == name:
+            raise exception.AmbiguousExportName(name=name, other=clash, id=record.id)
+        LOG.warning(
+            "%s is served under its id only: its name %s is also %s", record.id, name, clash
+        )
+        return connector
+
     def _release_dead_attachments(self) -> None:
         """Make volumes attached by a manager that died available: their exports died too."""
         with self.catalog.transaction() as txn:
@@ -113,3 +138,17 @@ class AttachOperations(ManagerBase):
             with self.catalog.transaction() as txn:
                 txn.update(volume, expect=("in-use",), status="available", task=None)
             LOG.warning("Volume %s was attached by a stopped service; now available", volume.id)
+
+
+def _name_clash(txn: cat.Txn, name: str, own_id: str) -> str | None:
+    """What else ``name`` stands for among volumes and snapshots; None when nothing."""
+    for kind, by_id, by_name in (
+        ("volume", txn.volume, txn.volumes),
+        ("snapshot", txn.snapshot, txn.snapshots),
+    ):
+        if by_id(name) is not None:
+            return f"the id of a {kind}"
+        others = [record.id for record in by_name(name=name) if record.id != own_id]
+        if others:
+            return f"the name of {kind} {others[0]}"
+    return None

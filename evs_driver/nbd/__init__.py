@@ -1,8 +1,18 @@
-"""An NBD server (fixed newstyle, simple replies) serving ``BlockDevice`` exports."""
+"""An NBD server (fixed newstyle, structured replies, TLS) serving ``BlockDevice`` exports."""
 
 from evs_driver.nbd.exports import Export, ExportRegistry, Opener
 from evs_driver.nbd.filedev import FileDevice
-from evs_driver.nbd.handshake import BlockSizes
+from evs_driver.nbd.limits import Limits, Slots
 from evs_driver.nbd.server import NBDServer
+from evs_driver.nbd.session import BlockSizes
 
-__all__ = ["BlockSizes", "Export", "ExportRegistry", "FileDevice", "NBDServer", "Opener"]
+__all__ = [
+    "BlockSizes",
+    "Export",
+    "ExportRegistry",
+    "FileDevice",
+    "Limits",
+    "NBDServer",
+    "Opener",
+    "Slots",
+]

@@ -43,7 +43,8 @@ class Closable(Protocol):
 class ExportRegistry:
     """Thread-safe map of export names and aliases to exports, with their live connections."""
 
-    def __init__(self):
+    def __init__(self, max_connections_per_export: int | None = None):
+        self.max_connections_per_export = max_connections_per_export
         self._lock = threading.Lock()
         self._by_key: dict[str, Export] = {}
         self._exports: dict[str, Export] = {}
@@ -92,14 +93,17 @@ class ExportRegistry:
         with self._lock:
             return [self._exports[name] for name in sorted(self._exports)]
 
-    def attach(self, export: Export, connection: Closable) -> bool:
-        """Record a connection to ``export``; False when the export was removed meanwhile."""
+    def attach(self, export: Export, connection: Closable) -> None:
+        """Record a connection to ``export``: ``NotFound`` when it was removed meanwhile,
+        ``NBDExportFull`` when it has its maximum of connections."""
+        limit = self.max_connections_per_export
         with self._lock:
             connections = self._connections.get(export)
             if connections is None:
-                return False
+                raise exception.NotFound(kind="NBD export", name=export.name)
+            if limit is not None and len(connections) >= limit:
+                raise exception.NBDExportFull(name=export.name, limit=limit)
             connections.add(connection)
-            return True
 
     def detach(self, export: Export, connection: Closable) -> None:
         """Forget a connection that ended (a no-op after the export was removed)."""

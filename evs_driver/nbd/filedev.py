@@ -6,6 +6,8 @@ Positional I/O only (``preadv``/``pwrite``), so one instance may serve many thre
 import os
 
 from evs_driver import exception, fileio
+from evs_driver.blockdev import HOLE, ZERO, Extents
+from evs_driver.nbd.metacontext import MAX_EXTENTS
 
 
 class FileDevice:
@@ -74,6 +76,14 @@ class FileDevice:
     def flush(self) -> None:
         """Make every acknowledged write durable."""
         os.fdatasync(self._fd)
+
+    def extents(self, offset: int, length: int) -> Extents:
+        """Holes (reading as zeros) and data of the range, from the file system."""
+        self._check(offset, length)
+        runs = fileio.data_runs(self._fd, offset, offset + length, MAX_EXTENTS)
+        if not runs:
+            return [(length, 0)]  # a block device, or a file system that cannot tell
+        return [(run, HOLE | ZERO if is_hole else 0) for run, is_hole in runs]
 
     def close(self) -> None:
         """Close the file (idempotent)."""

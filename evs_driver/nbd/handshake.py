@@ -4,16 +4,17 @@ Anything a client sends that the protocol says must end the session raises
 ``NBDProtocolError``; every other bad option gets an error reply and haggling goes on.
 """
 
-import dataclasses
 import logging
 import socket
+import ssl
 import struct
 from collections.abc import Callable
 
 from evs_driver import exception
-from evs_driver.blockdev import BlockDevice
+from evs_driver.nbd import metacontext, tls
 from evs_driver.nbd import protocol as p
 from evs_driver.nbd.exports import Export, ExportRegistry
+from evs_driver.nbd.session import BlockSizes, Session, transmission_flags
 from evs_driver.nbd.stream import SocketReader
 
 LOG = logging.getLogger(__name__)
@@ -21,52 +22,6 @@ LOG = logging.getLogger(__name__)
 MAX_OPTIONS = 256  # options one connection may send before it must pick an export
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
-
-
-@dataclasses.dataclass(frozen=True)
-class BlockSizes:
-    """Block size constraints advertised with NBD_INFO_BLOCK_SIZE."""
-
-    minimum: int = 1
-    preferred: int = 4096
-    maximum: int = 32 * 1024 * 1024
-
-    def __post_init__(self):
-        if not (
-            _power_of_two(self.minimum)
-            and _power_of_two(self.preferred)
-            and self.minimum <= min(self.preferred, 65536)
-            and self.preferred <= self.maximum < 2**32
-            and self.maximum % self.minimum == 0
-        ):
-            raise exception.InvalidInput(
-                reason=f"NBD block sizes minimum={self.minimum} preferred={self.preferred} "
-                f"maximum={self.maximum}: minimum and preferred must be powers of 2, "
-                "minimum <= 64 KiB, minimum <= preferred <= maximum < 4 GiB and maximum a "
-                "multiple of minimum"
-            )
-
-
-@dataclasses.dataclass(frozen=True)
-class Session:
-    """What the handshake agreed on: the export, its open device and the transmission flags."""
-
-    export: Export
-    device: BlockDevice
-    size: int
-    flags: int
-
-
-def transmission_flags(device: BlockDevice, read_only: bool) -> int:
-    """Transmission flags for an export served from ``device``."""
-    flags = p.TFLAG_HAS_FLAGS | p.TFLAG_SEND_FLUSH
-    if read_only:
-        # Nothing can change, so every connection sees the same bytes.
-        return flags | p.TFLAG_READ_ONLY | p.TFLAG_CAN_MULTI_CONN
-    flags |= p.TFLAG_SEND_FUA | p.TFLAG_SEND_TRIM | p.TFLAG_SEND_WRITE_ZEROES
-    if getattr(device, "can_multi_conn", False):
-        flags |= p.TFLAG_CAN_MULTI_CONN
-    return flags
 
 
 class Handshake:
@@ -78,15 +33,35 @@ class Handshake:
         reader: SocketReader,
         registry: ExportRegistry,
         sizes: BlockSizes,
-        attach: Callable[[Export], bool],
+        attach: Callable[[Export], None],
+        refusal: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        on_tls: Callable[[ssl.SSLSocket], None] = lambda _sock: None,
+        namespaces: tuple[metacontext.Namespace, ...] = (metacontext.BASE,),
     ):
+        """``attach`` records the connection on its export (raising ``NotFound`` or
+        ``NBDExportFull``); with a ``refusal`` every option is answered with that error.
+        With a ``tls_context`` TLS is required (NBD's FORCEDTLS mode); ``on_tls`` learns
+        the socket that replaces ``sock`` once NBD_OPT_STARTTLS was accepted. ``namespaces``
+        offer the metadata contexts."""
         self._sock = sock
         self._reader = reader
         self._registry = registry
         self._sizes = sizes
         self._attach = attach
+        self._refusal = refusal
+        self._tls_context = tls_context
+        self._on_tls = on_tls
+        self._namespaces = namespaces
+        self._encrypted = False
         self._fixed = False
         self._no_zeroes = False
+        self._structured = False
+        self._selected: tuple[Export, tuple] | None = None  # SET_META_CONTEXT's export and pick
+
+    @property
+    def _needs_tls(self) -> bool:
+        return self._tls_context is not None and not self._encrypted
 
     def run(self) -> Session | None:
         """Negotiate; return the session to serve, or None when the client aborted."""
@@ -107,15 +82,31 @@ class Handshake:
                     self._reply(option, p.REP_ERR_TOO_BIG, b"option data too long")
                 raise exception.NBDProtocolError(reason=f"option {option} of {length} bytes")
             data = self._reader.read(length)
+            if self._refusal and option != p.OPT_ABORT:
+                if option == p.OPT_EXPORT_NAME or not self._fixed:
+                    raise exception.NBDProtocolError(reason=f"refused: {self._refusal}")
+                self._reply(option, p.REP_ERR_POLICY, self._refusal.encode())
+                continue
             if option == p.OPT_EXPORT_NAME:
+                if self._needs_tls:
+                    # This option has no error reply: the protocol says to hang up.
+                    raise exception.NBDProtocolError(reason="NBD_OPT_EXPORT_NAME before TLS")
                 return self._export_name(data)
             if not self._fixed:
                 raise exception.NBDProtocolError(reason=f"option {option} without fixed newstyle")
             if option == p.OPT_ABORT:
                 self._reply(option, p.REP_ACK)
                 return None
-            if option == p.OPT_LIST:
+            if option == p.OPT_STARTTLS:
+                self._starttls(data)
+            elif self._needs_tls:
+                self._reply(option, p.REP_ERR_TLS_REQD, b"TLS is required: send NBD_OPT_STARTTLS")
+            elif option == p.OPT_LIST:
                 self._list(data)
+            elif option == p.OPT_STRUCTURED_REPLY:
+                self._structured_reply(data)
+            elif option in (p.OPT_LIST_META_CONTEXT, p.OPT_SET_META_CONTEXT):
+                self._meta_context(option, data)
             elif option in (p.OPT_INFO, p.OPT_GO):
                 session = self._info(option, data)
                 if session is not None:
@@ -125,15 +116,71 @@ class Handshake:
         raise exception.NBDProtocolError(reason=f"more than {MAX_OPTIONS} options")
 
     # -- options -------------------------------------------------------------------------
+    def _starttls(self, data: bytes) -> None:
+        if self._tls_context is None:
+            self._reply(p.OPT_STARTTLS, p.REP_ERR_POLICY, b"TLS is not offered on this address")
+        elif self._encrypted:
+            self._reply(p.OPT_STARTTLS, p.REP_ERR_INVALID, b"TLS is already running")
+        elif data:
+            self._reply(p.OPT_STARTTLS, p.REP_ERR_INVALID, b"NBD_OPT_STARTTLS takes no data")
+        elif self._reader.pending:
+            # Bytes sent before our answer would be taken as if they came under TLS.
+            raise exception.NBDProtocolError(reason="data sent after NBD_OPT_STARTTLS unasked")
+        else:
+            self._reply(p.OPT_STARTTLS, p.REP_ACK)
+            self._sock = self._reader.sock = tls.wrap(self._sock, self._tls_context)
+            self._on_tls(self._sock)
+            tls.handshake(self._sock, self._reader.deadline)
+            self._encrypted = True
+            self._structured, self._selected = False, None  # nothing from before TLS holds
+
+    def _structured_reply(self, data: bytes) -> None:
+        if data:
+            self._reply(p.OPT_STRUCTURED_REPLY, p.REP_ERR_INVALID, b"it takes no data")
+            return
+        self._structured = True
+        self._reply(p.OPT_STRUCTURED_REPLY, p.REP_ACK)
+
+    def _meta_context(self, option: int, data: bytes) -> None:
+        listing = option == p.OPT_LIST_META_CONTEXT
+        if not listing:
+            self._selected = None  # a SET replaces the selection, even when it fails
+        if not self._structured:
+            self._reply(option, p.REP_ERR_INVALID, b"negotiate structured replies first")
+            return
+        parsed = metacontext.parse_request(data)
+        if parsed is None:
+            self._reply(option, p.REP_ERR_INVALID, b"malformed metadata context request")
+            return
+        raw_name, queries = parsed
+        export = self._resolve(raw_name)
+        if export is None:
+            self._reply(option, p.REP_ERR_UNKNOWN, b"no such export: " + _utf8(raw_name, 256))
+            return
+        contexts = metacontext.select(self._namespaces, queries, listing)
+        if contexts is None:
+            self._reply(
+                option, p.REP_ERR_INVALID, b"a query is namespace:name, e.g. base:allocation"
+            )
+            return
+        for number, context in enumerate(contexts, start=1):
+            context_id = 0 if listing else number  # LIST's ids are reserved: zero
+            self._reply(option, p.REP_META_CONTEXT, _U32.pack(context_id) + context.name.encode())
+        if not listing:
+            self._selected = (export, tuple(contexts))
+        self._reply(option, p.REP_ACK)
+
     def _export_name(self, data: bytes) -> Session:
         export = self._resolve(data)
         if export is None:
             # This old option has no error reply: the protocol says to hang up.
             raise exception.NBDProtocolError(reason=f"unknown export {data[:64]!r}")
         session = self._open(export)
-        if not self._attach(export):
+        try:
+            self._attach(export)
+        except exception.EVSError as exc:
             session.device.close()
-            raise exception.NBDProtocolError(reason=f"export {export.name} was removed")
+            raise exception.NBDProtocolError(reason=str(exc)) from None
         reply = p.EXPORT_NAME_REPLY.pack(session.size, session.flags)
         if not self._no_zeroes:
             reply += bytes(124)
@@ -168,15 +215,21 @@ class Handshake:
             LOG.warning("NBD export %s could not be opened: %s", export.name, exc)
             self._reply(option, p.REP_ERR_UNKNOWN, _utf8(str(exc), 1024))
             return None
+        if option == p.OPT_GO:
+            try:
+                self._attach(export)
+            except (exception.NotFound, exception.NBDExportFull) as exc:
+                # Removed while we negotiated, or full: the client hears why.
+                session.device.close()
+                full = isinstance(exc, exception.NBDExportFull)
+                self._reply(
+                    option, p.REP_ERR_POLICY if full else p.REP_ERR_UNKNOWN, exc.msg.encode()
+                )
+                return None
         _closing_on_error(session, self._send_info, option, session, requests)
         if option == p.OPT_INFO:
             session.device.close()
             self._reply(option, p.REP_ACK)
-            return None
-        if not self._attach(export):
-            # Removed while we negotiated: the session must not outlive the export.
-            session.device.close()
-            self._reply(option, p.REP_ERR_UNKNOWN, b"export removed: " + _utf8(raw_name, 256))
             return None
         _closing_on_error(session, self._reply, option, p.REP_ACK)
         return session
@@ -209,7 +262,11 @@ class Handshake:
         try:
             read_only = export.read_only or bool(device.read_only)
             size = device.size
-            return Session(export, device, size, transmission_flags(device, read_only))
+            flags = transmission_flags(device, read_only)
+            # Contexts hold only for the export they were selected on.
+            selected = self._selected
+            contexts = selected[1] if selected and selected[0] is export else ()
+            return Session(export, device, size, flags, self._structured, contexts)
         except BaseException:
             device.close()
             raise
@@ -233,10 +290,6 @@ def _utf8(text: str | bytes, limit: int) -> bytes:
     if isinstance(text, str):
         text = text.encode("utf-8", "replace")
     return text[:limit].decode("utf-8", "ignore").encode()
-
-
-def _power_of_two(value: int) -> bool:
-    return value > 0 and value & (value - 1) == 0
 
 
 def _parse_info_request(data: bytes) -> tuple[bytes, set[int]] | None:

@@ -23,13 +23,18 @@ OPT_LIST = 3
 OPT_STARTTLS = 5
 OPT_INFO = 6
 OPT_GO = 7
+OPT_STRUCTURED_REPLY = 8
+OPT_LIST_META_CONTEXT = 9
+OPT_SET_META_CONTEXT = 10
 
 REP_ACK = 1
 REP_SERVER = 2
 REP_INFO = 3
+REP_META_CONTEXT = 4
 REP_ERR_UNSUP = 2**31 + 1
 REP_ERR_POLICY = 2**31 + 2
 REP_ERR_INVALID = 2**31 + 3
+REP_ERR_TLS_REQD = 2**31 + 5
 REP_ERR_UNKNOWN = 2**31 + 6
 REP_ERR_SHUTDOWN = 2**31 + 7
 REP_ERR_TOO_BIG = 2**31 + 9
@@ -51,6 +56,7 @@ TFLAG_CAN_MULTI_CONN = 1 << 8
 # -- transmission ----------------------------------------------------------------------
 REQUEST_MAGIC = 0x25609513
 SIMPLE_REPLY_MAGIC = 0x67446698
+STRUCTURED_REPLY_MAGIC = 0x668E33EF
 
 CMD_READ = 0
 CMD_WRITE = 1
@@ -58,9 +64,18 @@ CMD_DISC = 2
 CMD_FLUSH = 3
 CMD_TRIM = 4
 CMD_WRITE_ZEROES = 6
+CMD_BLOCK_STATUS = 7
 
 CMD_FLAG_FUA = 1 << 0
 CMD_FLAG_NO_HOLE = 1 << 1
+CMD_FLAG_REQ_ONE = 1 << 3
+
+REPLY_FLAG_DONE = 1 << 0  # structured reply flags
+REPLY_TYPE_NONE = 0
+REPLY_TYPE_OFFSET_DATA = 1
+REPLY_TYPE_BLOCK_STATUS = 5
+REPLY_TYPE_ERROR = 2**15 + 1
+REPLY_TYPE_ERROR_OFFSET = 2**15 + 2
 
 # Error values are the protocol's own (they equal Linux errno numbers, but a server on
 # another platform must still send these).
@@ -83,6 +98,12 @@ INFO_EXPORT_DATA = struct.Struct(">HQH")  # INFO_EXPORT, size, transmission flag
 INFO_BLOCK_SIZE_DATA = struct.Struct(">HIII")  # INFO_BLOCK_SIZE, minimum, preferred, maximum
 REQUEST = struct.Struct(">IHHQQI")  # magic, command flags, type, cookie, offset, length
 SIMPLE_REPLY = struct.Struct(">IIQ")  # magic, error, cookie
+CHUNK = struct.Struct(">IHHQI")  # structured reply chunk: magic, flags, type, cookie, length
+DATA_CHUNK = struct.Struct(">IHHQIQ")  # a chunk header followed by OFFSET_DATA's offset
+EXTENT = struct.Struct(">II")  # a block status descriptor: length, flags
+CONTEXT_ID = struct.Struct(">I")  # a BLOCK_STATUS chunk's metadata context id
+ERROR_BODY = struct.Struct(">IH")  # an error chunk: error, message length (no message)
+OFFSET = struct.Struct(">Q")  # where ERROR_OFFSET failed
 
 MAX_OPTION_LENGTH = 64 * 1024  # longest option data we accept (names are at most 4096 bytes)
 MAX_NAME_LENGTH = 4096

@@ -8,6 +8,7 @@ requests stay in order without any queue between threads.
 import logging
 import os
 import socket
+import ssl
 import stat
 import threading
 import time
@@ -15,12 +16,23 @@ import urllib.parse
 from collections.abc import Iterable
 
 from evs_driver import exception
+from evs_driver.nbd import metacontext
 from evs_driver.nbd.exports import Export, ExportRegistry, Opener
-from evs_driver.nbd.handshake import BlockSizes, Handshake
-from evs_driver.nbd.stream import SocketReader
+from evs_driver.nbd.handshake import Handshake
+from evs_driver.nbd.limits import (
+    RECEIVE_BUFFER,
+    REFUSAL_TIMEOUT,
+    REFUSING_AT_ONCE,
+    Limits,
+    Slots,
+)
+from evs_driver.nbd.protocol import MAX_OPTION_LENGTH
+from evs_driver.nbd.session import BlockSizes
+from evs_driver.nbd.stream import SocketReader, set_io_timeout
 from evs_driver.nbd.transmission import Transmission
 
 LOG = logging.getLogger(__name__)
+HANDSHAKE_BUFFER = MAX_OPTION_LENGTH + 64  # the longest option with its header
 
 
 class NBDServer:
@@ -30,11 +42,22 @@ class NBDServer:
         self,
         registry: ExportRegistry | None = None,
         block_sizes: BlockSizes | None = None,
-        handshake_timeout: float = 30.0,
+        limits: Limits | None = None,
+        slots: Slots | None = None,
+        namespaces: tuple[metacontext.Namespace, ...] = (metacontext.BASE,),
     ):
-        self.registry = registry if registry is not None else ExportRegistry()
+        """``slots`` counts connections against ``limits.max_connections``; pass one ``Slots``
+        to several servers to cap them together. ``namespaces`` offer metadata contexts."""
+        self.limits = limits or Limits()
+        self.namespaces = namespaces
+        self.registry = (
+            registry
+            if registry is not None
+            else ExportRegistry(self.limits.max_connections_per_export)
+        )
         self.block_sizes = block_sizes or BlockSizes()
-        self.handshake_timeout = handshake_timeout
+        self.slots = slots or Slots(self.limits.max_connections)
+        self._refusing = Slots(REFUSING_AT_ONCE)
         self._lock = threading.Lock()
         self._listeners: list[_Listener] = []
         self._connections: set[_Connection] = set()
@@ -82,8 +105,12 @@ class NBDServer:
         self._start_listener(_Listener(sock, f"unix:{path}", unix_path=path))
         return path
 
-    def listen_tcp(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
-        """Listen on TCP (``port`` 0 picks a free one); return the bound (host, port)."""
+    def listen_tcp(
+        self, host: str = "127.0.0.1", port: int = 0, tls_context: ssl.SSLContext | None = None
+    ) -> tuple[str, int]:
+        """Listen on TCP (``port`` 0 picks a free one); return the bound (host, port).
+
+        With ``tls_context`` every client must start TLS before anything else."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -94,7 +121,8 @@ class NBDServer:
             sock.close()
             raise
         bound = sock.getsockname()[:2]
-        self._start_listener(_Listener(sock, f"tcp:{bound[0]}:{bound[1]}", tcp_address=bound))
+        label = f"tcp:{bound[0]}:{bound[1]}"
+        self._start_listener(_Listener(sock, label, tcp_address=bound, tls_context=tls_context))
         return bound
 
     def uri(self, name: str) -> str:
@@ -156,13 +184,27 @@ class NBDServer:
                 continue
             if listener.tcp_address is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection = _Connection(self, sock, peer or listener.label)
+            connection = self._admit(sock, peer or listener.label, listener.tls_context)
+            if connection is None:
+                continue
             with self._lock:
                 if self._closed:
-                    sock.close()
+                    connection.abandon()
                     return
                 self._connections.add(connection)
             connection.thread.start()
+
+    def _admit(self, sock: socket.socket, peer, tls_context) -> "_Connection | None":
+        """A connection for an accepted socket; over the cap, one that only says no."""
+        if self.slots.take():
+            return _Connection(self, sock, peer, self.slots, tls_context)
+        reason = f"the NBD server has its maximum of {self.slots.maximum} connections"
+        if self._refusing.take():
+            LOG.warning("NBD client %s refused: %s", peer, reason)
+            return _Connection(self, sock, peer, self._refusing, tls_context, refusal=reason)
+        LOG.debug("NBD client %s closed at once: %s and refusals pending", peer, reason)
+        sock.close()  # a flood: no thread, no buffer, no greeting
+        return None
 
     def _forget(self, connection: "_Connection") -> None:
         with self._lock:
@@ -172,11 +214,12 @@ class NBDServer:
 class _Listener:
     """One listening socket and its accept thread."""
 
-    def __init__(self, sock, label, unix_path=None, tcp_address=None):
+    def __init__(self, sock, label, unix_path=None, tcp_address=None, tls_context=None):
         self.sock = sock
         self.label = label
         self.unix_path = unix_path
         self.tcp_address = tcp_address
+        self.tls_context = tls_context
         self.closing = False
         self.thread: threading.Thread | None = None
 
@@ -186,7 +229,8 @@ class _Listener:
             return f"nbd+unix:///{quoted}?socket={urllib.parse.quote(self.unix_path)}"
         host, port = self.tcp_address
         host = f"[{host}]" if ":" in host else host
-        return f"nbd://{host}:{port}/{quoted}"
+        scheme = "nbds" if self.tls_context is not None else "nbd"
+        return f"{scheme}://{host}:{port}/{quoted}"
 
     def close(self) -> None:
         self.closing = True
@@ -204,47 +248,79 @@ class _Listener:
 
 
 class _Connection:
-    """One client: handshake, then transmission, in its own thread."""
+    """One client: handshake, then transmission, in its own thread.
 
-    def __init__(self, server: NBDServer, sock: socket.socket, peer):
+    It holds one of ``slots`` until it ends; with a ``refusal`` it only tells the client why
+    it cannot be served (``Handshake`` answers every option with that error).
+    """
+
+    def __init__(self, server, sock, peer, slots: Slots, tls_context=None, refusal=None):
         self._server = server
         self._sock = sock
         self.peer = peer
+        self._slots = slots
+        self._tls_context = tls_context
+        self._refusal = refusal
         self._export: Export | None = None
         self.thread = threading.Thread(target=self._serve, name=f"nbd-conn-{peer}")
         self.thread.daemon = True
 
+    def abandon(self) -> None:
+        """Drop a connection whose thread never started."""
+        self._sock.close()
+        self._slots.give_back()
+
     def close(self) -> None:
         """End the connection from another thread (its own thread cleans up)."""
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)
+            # The plain socket's shutdown, also under TLS: the TLS object is not thread-safe.
+            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
         except OSError:
             pass
 
-    def _attach(self, export: Export) -> bool:
+    def _use_socket(self, sock: socket.socket) -> None:
+        """STARTTLS replaced the socket (the old one is detached)."""
+        self._sock = sock
+
+    def _attach(self, export: Export) -> None:
+        self._server.registry.attach(export, self)
         self._export = export
-        return self._server.registry.attach(export, self)
 
     def _serve(self) -> None:
         server = self._server
-        sock = self._sock
+        limits = server.limits
         try:
-            reader = SocketReader(sock)
-            sock.settimeout(server.handshake_timeout)
+            # Negotiation needs room for one option only; transmission gets the full buffer.
+            reader = SocketReader(self._sock, HANDSHAKE_BUFFER)
+            wait = REFUSAL_TIMEOUT if self._refusal else limits.handshake_timeout
+            reader.deadline = time.monotonic() + wait
             session = Handshake(
-                sock, reader, server.registry, server.block_sizes, self._attach
+                self._sock,
+                reader,
+                server.registry,
+                server.block_sizes,
+                self._attach,
+                refusal=self._refusal,
+                tls_context=self._tls_context,
+                on_tls=self._use_socket,
+                namespaces=server.namespaces,
             ).run()
             if session is None:
                 return
-            sock.settimeout(None)
+            sock = self._sock
             try:
-                Transmission(sock, reader, session, server.block_sizes.maximum).run()
+                reader.deadline = None
+                reader.resize(RECEIVE_BUFFER)
+                set_io_timeout(sock, limits.io_timeout)
+                Transmission(
+                    sock, reader, session, server.block_sizes.maximum, limits.max_bytes_in_flight
+                ).run()
             finally:
                 session.device.close()
         except exception.NBDDisconnected as exc:
             LOG.debug("NBD client %s: %s", self.peer, exc)
-        except exception.NBDProtocolError as exc:
-            LOG.warning("NBD client %s dropped: %s", self.peer, exc)
+        except (exception.NBDProtocolError, exception.NBDTimeout, exception.NBDHangUp) as exc:
+            LOG.warning("NBD client %s: %s", self.peer, exc)
         except OSError as exc:
             LOG.debug("NBD connection %s ended: %s", self.peer, exc)
         except Exception:
@@ -252,5 +328,6 @@ class _Connection:
         finally:
             if self._export is not None:
                 server.registry.detach(self._export, self)
-            sock.close()
+            self._sock.close()
+            self._slots.give_back()
             server._forget(self)

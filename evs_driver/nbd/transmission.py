@@ -1,40 +1,51 @@
-"""The transmission phase: serve one connection's requests in order, with simple replies.
+"""The transmission phase: serve one connection's requests in order.
 
 Requests are handled one at a time in arrival order while the client keeps sending
 (pipelining), so a FLUSH is answered only after every earlier write returned and the
 device's flush returned. Payloads go straight from the socket into reused buffers, and
 replies are coalesced (see ``replies``) so a burst of requests costs few system calls.
+Reads and writes larger than the reply arena go through it piece by piece, so a connection
+never holds more than the arena however large its requests.
 """
 
 import logging
 import socket
 
 from evs_driver import exception
+from evs_driver.nbd import metacontext
 from evs_driver.nbd import protocol as p
 from evs_driver.nbd.errmap import nbd_error
-from evs_driver.nbd.handshake import Session
-from evs_driver.nbd.replies import ReplyWriter
+from evs_driver.nbd.replies import ARENA_SIZE, ReplyWriter
+from evs_driver.nbd.session import Session
 from evs_driver.nbd.stream import SocketReader
 
 LOG = logging.getLogger(__name__)
 
 _ZERO_CHUNK = 1024 * 1024  # how much an allocating WRITE_ZEROES writes per call
 _KNOWN_FLAGS = p.CMD_FLAG_FUA | p.CMD_FLAG_NO_HOLE
+_STATUS_FLAGS = p.CMD_FLAG_FUA | p.CMD_FLAG_REQ_ONE  # (clients are known to send FUA anywhere)
 
 
 class Transmission:
     """Serves the requests of one negotiated connection until DISC or a broken stream."""
 
-    def __init__(self, sock: socket.socket, reader: SocketReader, session: Session, max_block: int):
+    def __init__(
+        self,
+        sock: socket.socket,
+        reader: SocketReader,
+        session: Session,
+        max_block: int,
+        in_flight: int = ARENA_SIZE,
+    ):
         self._reader = reader
-        self._replies = ReplyWriter(sock)
+        self._replies = ReplyWriter(sock, in_flight, session.structured)
         # Replies must be on their way before we wait for the client, or both sides wait.
         reader.before_wait = self._replies.flush
         self._device = session.device
         self._size = session.size
         self._read_only = bool(session.flags & p.TFLAG_READ_ONLY)
         self._max_block = max_block
-        self._payload = bytearray(0)
+        self._contexts = list(enumerate(session.contexts, start=1))  # ids as the handshake gave
         self._zeros = b""
 
     def run(self) -> None:
@@ -54,6 +65,7 @@ class Transmission:
         readinto = self._device.readinto
         size = self._size
         max_block = self._max_block
+        arena = replies.arena_size
         while True:
             magic, flags, command, cookie, offset, length = unpack(buffer, take(28))
             if magic != p.REQUEST_MAGIC:
@@ -61,21 +73,18 @@ class Transmission:
             if command == p.CMD_READ:
                 # The hot path, kept inline.
                 if flags & ~_KNOWN_FLAGS or length > max_block or offset + length > size:
-                    replies.reply(cookie, p.EINVAL)
+                    replies.read_error(cookie, p.EINVAL)
+                    continue
+                if length > arena:
+                    self._read_in_pieces(cookie, offset, length)
                     continue
                 view = replies.buffer(length)
-                own = view is None
-                if own:
-                    view = self._buffer(length)
                 try:
                     readinto(offset, view)
                 except Exception as exc:
-                    replies.reply(cookie, self._failed("read", offset, length, exc))
+                    replies.read_error(cookie, self._failed("read", offset, length, exc))
                     continue
-                if own:
-                    replies.send_now(cookie, view)
-                else:
-                    replies.data(cookie, view)
+                replies.data(cookie, offset, view)
             elif command == p.CMD_WRITE:
                 replies.reply(cookie, self._write(flags, cookie, offset, length))
             elif command == p.CMD_FLUSH:
@@ -86,12 +95,52 @@ class Transmission:
                 replies.reply(cookie, self._modify(flags, offset, length, self._trim))
             elif command == p.CMD_WRITE_ZEROES:
                 replies.reply(cookie, self._modify(flags, offset, length, self._write_zeroes))
+            elif command == p.CMD_BLOCK_STATUS:
+                self._block_status(flags, cookie, offset, length)
             elif command == p.CMD_DISC:
                 return
             else:
                 replies.reply(cookie, p.EINVAL)
 
     # -- commands --------------------------------------------------------------------------
+    def _read_in_pieces(self, cookie: int, offset: int, length: int) -> None:
+        replies = self._replies
+        end = offset + length
+        start = offset
+        while start < end:
+            view = replies.scratch(min(replies.arena_size, end - start))
+            try:
+                self._device.readinto(start, view)
+            except Exception as exc:
+                error = self._failed("read", start, len(view), exc)
+                if start == offset:
+                    replies.read_error(cookie, error)  # nothing sent yet: a plain error
+                elif replies.structured:
+                    replies.read_error(cookie, error, offset=start)  # the pieces before hold
+                else:
+                    # The reply header already said success: only hanging up is left.
+                    raise exception.NBDHangUp(reason=f"read failed after a piece: {exc}") from exc
+                return
+            last = start + len(view) == end
+            replies.send_piece(cookie, start, view, first=start == offset, last=last)
+            start += len(view)
+
+    def _block_status(self, flags: int, cookie: int, offset: int, length: int) -> None:
+        if (
+            not self._contexts
+            or flags & ~_STATUS_FLAGS
+            or not length
+            or offset + length > self._size
+        ):
+            self._replies.reply(cookie, p.EINVAL)  # (also: no context was selected)
+            return
+        one = bool(flags & p.CMD_FLAG_REQ_ONE)
+        answers = [
+            (context_id, metacontext.answer(context, self._device, offset, length, one))
+            for context_id, context in self._contexts
+        ]
+        self._replies.block_status(cookie, answers)
+
     def _write(self, flags: int, cookie: int, offset: int, length: int) -> int:
         reader = self._reader
         if length > self._max_block:
@@ -103,19 +152,36 @@ class Transmission:
         if error:
             reader.skip(length)
             return error
-        if length <= reader.capacity:
-            start = reader.take(length, "in a write payload")
-            data = reader.view[start : start + length]
-        else:
-            data = self._buffer(length)
-            reader.readinto(data, "in a write payload")
         fua = bool(flags & p.CMD_FLAG_FUA)
+        if length > reader.capacity:
+            return self._write_in_pieces(offset, length, fua)
+        start = reader.take(length, "in a write payload")
+        data = reader.view[start : start + length]
         if fua:
             self._replies.flush()
         try:
             self._device.write(offset, data, fua)
         except Exception as exc:
             return self._failed("write", offset, length, exc)
+        return 0
+
+    def _write_in_pieces(self, offset: int, length: int, fua: bool) -> int:
+        """Receive a large payload into the arena piece by piece, writing each piece."""
+        replies = self._replies
+        end = offset + length
+        start = offset
+        while start < end:
+            view = replies.scratch(min(replies.arena_size, end - start))
+            self._reader.readinto(view, "in a write payload")
+            try:
+                # One FUA write when it fits, else a flush after the last piece.
+                self._device.write(start, view, fua and len(view) == length)
+            except Exception as exc:
+                self._reader.skip(end - start - len(view))
+                return self._failed("write", start, len(view), exc)
+            start += len(view)
+        if fua and length > replies.arena_size:
+            return self._call(self._flush)
         return 0
 
     def _modify(self, flags: int, offset: int, length: int, action) -> int:
@@ -167,9 +233,3 @@ class Transmission:
         error = nbd_error(exc)
         LOG.warning("NBD %s %s+%s failed (NBD error %d): %s", what, offset, length, error, exc)
         return error
-
-    def _buffer(self, length: int) -> memoryview:
-        """A reused buffer for payloads too large for the reader or the reply arena."""
-        if length > len(self._payload):
-            self._payload = bytearray(length)
-        return memoryview(self._payload)[:length]

@@ -12,7 +12,7 @@ from evs_driver.operations.arguments import LISTEN, fold_listen
 from evs_driver.operations.context import Context
 from evs_driver.operations.table import LISTING, Arg, operation
 
-EXPORT_COLUMNS = ("export_name", "uri", "read_only", "connections")
+EXPORT_COLUMNS = ("export_name", "name", "uri", "read_only", "connections")
 
 
 def _connector(listen: dict | None, read_only: bool) -> dict:
@@ -44,7 +44,7 @@ def volume_serve(
 ) -> dict:
     """Attach (in-use) and serve a volume; ``scoped``: until the caller goes away."""
     record = ctx.manager.get_volume(volume)
-    info = ctx.manager.attach_volume(record.id, _connector(listen, read_only))
+    info = ctx.manager.attach_volume(volume, _connector(listen, read_only))
     if scoped:
         ctx.session.on_close(lambda: _end_scoped(ctx, record, info["data"]))
     return {"volume": record.id, "driver_volume_type": info["driver_volume_type"]} | info["data"]

@@ -1,6 +1,7 @@
 """One volume or snapshot of an open pool as a ``BlockDevice`` (for NBD and image copies)."""
 
 from evs_driver import exception
+from evs_driver.blockdev import Extents
 from evs_driver.rowstore.pool import Pool
 
 
@@ -58,6 +59,10 @@ class PoolDevice:
     def flush(self) -> None:
         """Make every acknowledged write durable."""
         self._pool.flush()
+
+    def extents(self, offset: int, length: int) -> Extents:
+        """Mapped chunks as data, unmapped ones as holes reading as zeros."""
+        return self._pool.extents(self._name, offset, length)
 
     def close(self) -> None:
         """Nothing to release: the pool belongs to the caller."""

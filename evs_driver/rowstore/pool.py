@@ -24,6 +24,7 @@ import threading
 import time
 
 from evs_driver import exception
+from evs_driver.blockdev import Extents
 from evs_driver.reports import CheckReport
 from evs_driver.rowstore import checker, collector, directory
 from evs_driver.rowstore.accounting import Accounting, PoolUsage
@@ -293,6 +294,11 @@ class Pool:
         device = self._checked(name, offset, len(view))
         if len(view):
             self._reader.readinto(device, offset, view)
+
+    def extents(self, name: str, offset: int, length: int) -> Extents:
+        """Which chunks of the range the device maps, as ``BlockDevice.extents`` runs."""
+        device = self._checked(name, offset, length)
+        return self._reader.extents(device, offset, length) if length else []
 
     def write(self, name: str, offset: int, data, fua: bool = False) -> None:
         """Write ``data`` at ``offset``; with ``fua`` it is durable when this returns."""

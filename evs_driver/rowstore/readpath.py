@@ -5,11 +5,14 @@ and the others from its base; reading one device never blocks another's reads, a
 metadata lock is held only to look up the mapping, never across data I/O.
 """
 
+from evs_driver.blockdev import HOLE, ZERO, Extents
 from evs_driver.rowstore import overlays
 from evs_driver.rowstore.chunkstore import ChunkStore
 from evs_driver.rowstore.devicetable import Device
 from evs_driver.rowstore.state import PoolState
 from evs_driver.rowstore.tree import lookup_run
+
+EXTENT_CHUNKS = 65536  # chunks one extents() call looks up
 
 
 class ReadPath:
@@ -57,6 +60,29 @@ class ReadPath:
                 run_position, run_start, run_end = position, start, end
             if run_start >= 0:
                 self._chunks.readinto(run_position, view[run_start:run_end])
+
+    def extents(self, device: Device, offset: int, length: int) -> Extents:
+        """``device``'s mapping of a range as ``BlockDevice.extents`` runs: an unmapped
+        chunk is a hole reading as zeros. At most ``EXTENT_CHUNKS`` chunks a call (the
+        caller asks again for the rest), so a huge device costs what the call returns."""
+        size = self._state.geometry.chunk_size
+        first = offset // size
+        count = min((offset + length - 1) // size - first + 1, EXTENT_CHUNKS)
+        with device.lock.read():
+            device.require_alive()
+            with self._state.lock:
+                height = self._state.geometry.height(device.size)
+                entries = lookup_run(self._state.nodes, device.root, height, first, count)
+        runs: Extents = []
+        for index, entry in enumerate(entries):
+            start = max(offset, (first + index) * size)
+            run = min(offset + length, (first + index + 1) * size) - start
+            flags = 0 if entry else HOLE | ZERO
+            if runs and runs[-1][1] == flags:
+                runs[-1] = (runs[-1][0] + run, flags)
+            else:
+                runs.append((run, flags))
+        return runs
 
     def read_overlay(self, chunk: int, base: int, valid: int, in_offset: int, view) -> None:
         """Read bytes of an overlay: valid blocks from it, the others from its base."""

@@ -52,7 +52,7 @@ class VolumeService:
             self._instance.acquire()  # waits (saying so) for embedded commands to end
             run_dir = fileio.private_dir(os.path.join(self.state_path, "run"))
             os.chmod(run_dir, 0o700)  # also when an older version made it
-            self.exporter = NBDExporter(os.path.join(run_dir, "nbd.sock"))
+            self.exporter = NBDExporter.from_conf(conf, os.path.join(run_dir, "nbd.sock"))
             self.manager = VolumeManager(conf, exporter=self.exporter)
             self._start_backends()
             self.control = ControlServer(socket_path(conf), self.handle)

@@ -7,11 +7,14 @@ import stat
 import tempfile
 
 import pytest
+from oslo_config import cfg
 
 from evs_driver import exception
-from evs_driver.nbd import FileDevice
+from evs_driver.nbd import FileDevice, Limits
 from evs_driver.service.exporter import DEFAULT_PORT, Endpoint, NBDExporter
+from tests.functional.nbd.nbd_clients import requires
 from tests.functional.nbd.nbd_wire import WireClient, make_disk
+from tests.functional.nbd.tls_certs import make_pki
 
 
 class FileBackend:
@@ -83,6 +86,7 @@ def test_export_on_default_socket_owner_only_and_reachable(exporter, backend, wo
     path = os.path.join(workdir, "nbd.sock")
     assert info == {
         "export_name": "vol-1",
+        "name": None,
         "uri": f"nbd+unix:///vol-1?socket={path}",
         "read_only": False,
         "socket": path,
@@ -169,3 +173,98 @@ def test_a_live_socket_is_not_taken_over_a_dead_one_is(exporter, backend, workdi
         listener.close()
     info = exporter.export(backend, "v", read_only=False, listen={"socket": live})  # now dead
     assert info["socket"] == live
+
+
+def nbd_conf(workdir, text: str) -> cfg.ConfigOpts:
+    """A private ConfigOpts read from a config file holding ``text``."""
+    path = os.path.join(workdir, "evs.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    conf = cfg.ConfigOpts()
+    conf(["--config-file", path], project="evs_driver", default_config_files=[])
+    return conf
+
+
+def test_from_conf_reads_the_nbd_group(workdir):
+    conf = nbd_conf(workdir, "[nbd]\nmax_connections = 5\nio_timeout = 0\n")
+    exporter = NBDExporter.from_conf(conf, os.path.join(workdir, "nbd.sock"))
+    assert exporter.limits == Limits(max_connections=5, io_timeout=None)
+    exporter.close()
+
+
+def test_from_conf_names_a_bad_option_and_its_file(workdir):
+    conf = nbd_conf(workdir, "[nbd]\nmax_connections_per_export = none\n")
+    with pytest.raises(exception.ConfigError, match=r"\[nbd\] max_connections_per_export .*evs"):
+        NBDExporter.from_conf(conf, None)
+
+
+def test_connection_cap_spans_every_endpoint(backend, workdir):
+    exporter = NBDExporter(os.path.join(workdir, "nbd.sock"), Limits(max_connections=1))
+    exporter.export(backend, "a", read_only=False)
+    other = exporter.export(backend, "b", read_only=False, listen={"socket": f"{workdir}/b.sock"})
+    held = WireClient(os.path.join(workdir, "nbd.sock"))
+    held.go("a")
+    refused = WireClient(other["socket"])
+    refused.greeting()
+    [(reply_type, message)] = refused.info_request(7, "b")
+    assert reply_type == 2**31 + 2 and b"maximum of 1 connections" in message  # POLICY
+    refused.close()
+    held.close()
+    exporter.close()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1"])
+def test_plain_tcp_off_loopback_is_refused_naming_the_options(exporter, backend, host):
+    with pytest.raises(exception.InvalidInput, match=r"tls_x509_dir.*allow_insecure_tcp = true"):
+        exporter.export(backend, "v", read_only=False, listen={"host": host, "port": 0})
+    assert exporter.exports() == [] and exporter.served("v") is None
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "127.0.0.2"])
+def test_plain_tcp_on_loopback_is_allowed(exporter, backend, host):
+    info = exporter.export(backend, "v", read_only=False, listen={"host": host, "port": 0})
+    assert info["uri"].startswith("nbd://") and info["tls"] is False
+
+
+def test_allow_insecure_tcp_serves_off_loopback(backend, workdir):
+    exporter = NBDExporter(None, allow_insecure_tcp=True)
+    info = exporter.export(backend, "v", read_only=False, listen={"host": "0.0.0.0", "port": 0})
+    client = WireClient(("127.0.0.1", info["port"]))
+    client.go("v")
+    client.close()
+    exporter.close()
+
+
+@requires("openssl")
+def test_tls_serves_any_address_with_nbds_uris(backend, workdir):
+    pki = make_pki(workdir)
+    conf = nbd_conf(workdir, f"[nbd]\ntls_x509_dir = {pki.server}\n")
+    exporter = NBDExporter.from_conf(conf, None)
+    info = exporter.export(backend, "v", read_only=False, listen={"host": "0.0.0.0", "port": 0})
+    assert info["uri"] == f"nbds://0.0.0.0:{info['port']}/v" and info["tls"] is True
+    client = WireClient(("127.0.0.1", info["port"]))
+    client.greeting()
+    assert client.info_request(7, "v")[-1][0] == 2**31 + 5  # NBD_REP_ERR_TLS_REQD
+    client.close()
+    exporter.close()
+
+
+def test_bad_tls_dir_fails_at_start_naming_the_option(workdir):
+    conf = nbd_conf(workdir, f"[nbd]\ntls_x509_dir = {workdir}/nowhere\n")
+    with pytest.raises(exception.ConfigError, match=r"\[nbd\] tls_x509_dir .*server-cert.pem is"):
+        NBDExporter.from_conf(conf, None)
+
+
+def test_export_under_a_name_too(exporter, backend, workdir):
+    info = exporter.export(backend, "vol-1", read_only=False, name="db")
+    assert info["name"] == "db" and info["export_name"] == "vol-1"
+    for name in ("vol-1", "db"):
+        client = WireClient(os.path.join(workdir, "nbd.sock"))
+        client.go(name)
+        client.close()
+    assert exporter.exports()[0]["name"] == "db"
+    with pytest.raises(exception.AlreadyExists, match="db"):
+        exporter.export(backend, "vol-2", read_only=False, name="db")
+    assert [e["export_name"] for e in exporter.exports()] == ["vol-1"]
+    with pytest.raises(exception.AlreadyExists, match="vol-1"):
+        exporter.export(backend, "vol-3", read_only=False, name="vol-1")

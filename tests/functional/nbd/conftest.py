@@ -5,7 +5,7 @@ import tempfile
 
 import pytest
 
-from evs_driver.nbd import FileDevice, NBDServer
+from evs_driver.nbd import FileDevice, Limits, NBDServer
 from tests.functional.nbd.nbd_wire import make_disk
 
 
@@ -30,7 +30,7 @@ def sock(workdir):
 @pytest.fixture
 def server(sock, disk):
     """Serves ``vol`` (alias ``vol-id``) read-write and ``ro`` read-only, both on ``disk``."""
-    nbd = NBDServer(handshake_timeout=10)
+    nbd = NBDServer(limits=Limits(handshake_timeout=10))
     nbd.add_export("vol", lambda: FileDevice(disk), aliases=["vol-id"], description="a volume")
     nbd.add_export("ro", lambda: FileDevice(disk, read_only=True), read_only=True)
     nbd.listen_unix(sock)

@@ -11,6 +11,7 @@ PACKAGES = {
     "nbdinfo": "libnbd-bin",
     "nbdcopy": "libnbd-bin",
     "fio": "fio",
+    "openssl": "openssl",
 }
 
 

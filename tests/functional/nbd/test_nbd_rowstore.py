@@ -87,3 +87,77 @@ def test_trim_and_zeroes_on_a_pool_volume(served, pool):
     qemu_io(v1, "write -P 7 0 4M", "discard 0 1M", "write -z 1M 1M", "flush")
     qemu_io(v1, "read -P 0 0 2M", "read -P 7 2M 2M")
     assert pool.check().clean
+
+
+# -- BLOCK_STATUS from the engine's mapping ----------------------------------------------
+HOLE = 3  # NBD_STATE_HOLE | NBD_STATE_ZERO
+CHUNK = 64 * 1024  # the pool's default chunk size
+
+
+def data_ranges(uri: str) -> list[tuple[int, int]]:
+    """(start, length) of every range ``qemu-img map`` reports as data."""
+    entries = json.loads(run("qemu-img", "map", "--output=json", uri).stdout)
+    return [(e["start"], e["length"]) for e in entries if e["data"]]
+
+
+def test_pool_device_extents_follow_the_mapping(pool):
+    pool.create_volume("v1", SIZE)
+    device = PoolDevice(pool, "v1")
+    assert device.extents(0, SIZE) == [(SIZE, HOLE)]
+    pool.write("v1", CHUNK + 10, b"x")  # maps the whole second chunk
+    pool.write("v1", 5 * CHUNK, b"y" * (2 * CHUNK))
+    assert device.extents(0, SIZE) == [
+        (CHUNK, HOLE),
+        (CHUNK, 0),
+        (3 * CHUNK, HOLE),
+        (2 * CHUNK, 0),
+        (SIZE - 7 * CHUNK, HOLE),
+    ]
+    assert device.extents(CHUNK + 100, 10) == [(10, 0)]
+    assert device.extents(100, CHUNK) == [(CHUNK - 100, HOLE), (100, 0)]
+    pool.create_snapshot("v1", "s1")
+    pool.discard("v1", CHUNK, CHUNK)
+    assert PoolDevice(pool, "s1").extents(0, 2 * CHUNK) == [(CHUNK, HOLE), (CHUNK, 0)]
+    assert device.extents(0, 3 * CHUNK) == [(3 * CHUNK, HOLE)]  # the volume let it go
+
+
+def test_one_extents_query_looks_up_a_bounded_number_of_chunks(workdir):
+    small = Pool.create(os.path.join(workdir, "small"), capacity=64 * MiB, chunk_size=4096)
+    try:
+        small.create_volume("big", 512 * MiB)  # 131072 chunks, thinly
+        runs = PoolDevice(small, "big").extents(0, 512 * MiB)
+        assert runs == [(65536 * 4096, HOLE)]  # EXTENT_CHUNKS; the client asks again
+    finally:
+        small.close()
+
+
+@requires("qemu-io", "qemu-img")
+def test_qemu_img_map_of_a_pool_volume_and_its_snapshot(served, pool):
+    v1 = served.uri("v1")
+    qemu_io(v1, "write -P 1 0 1M", "write -P 2 10M 64k", "flush")
+    pool.create_snapshot("v1", "s1")
+    qemu_io(v1, "write -P 3 20M 128k", "discard 0 1M", "flush")
+    s1 = export(served, pool, "s1")
+    assert data_ranges(s1) == [(0, MiB), (10 * MiB, 64 * 1024)]
+    assert data_ranges(v1) == [(10 * MiB, 64 * 1024), (20 * MiB, 128 * 1024)]
+
+
+@requires("qemu-img")
+def test_qemu_img_convert_of_a_pool_volume_reads_only_its_data(pool, sock, workdir):
+    read = []
+
+    class Counting(PoolDevice):
+        def readinto(self, offset, buf):
+            read.append(len(buf))
+            super().readinto(offset, buf)
+
+    pool.create_volume("v1", SIZE)
+    pool.write("v1", 3 * MiB, os.urandom(MiB))
+    with NBDServer() as nbd:
+        nbd.add_export("v1", lambda: Counting(pool, "v1"))
+        nbd.listen_unix(sock)
+        copy = os.path.join(workdir, "copy.raw")
+        run("qemu-img", "convert", "-O", "raw", nbd.uri("v1"), copy)
+    with open(copy, "rb") as f:
+        assert f.read() == pool.read("v1", 0, SIZE)
+    assert MiB <= sum(read) <= MiB + 4096, sum(read)  # the data plus qemu's format probe

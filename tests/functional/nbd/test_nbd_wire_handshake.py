@@ -134,7 +134,7 @@ def test_name_that_is_not_utf8_is_unknown(client):
     assert client.option_reply()[1] == REP_ERR_UNKNOWN
 
 
-@pytest.mark.parametrize("option", [5, 8, 9, 10, 11, 4242, 2**32 - 1])
+@pytest.mark.parametrize("option", [4, 11, 12, 4242, 2**32 - 1])
 def test_unknown_options_get_unsup(client, option):
     client.greeting()
     client.option(option, b"some data")

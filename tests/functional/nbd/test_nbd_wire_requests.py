@@ -8,12 +8,11 @@ import errno
 import os
 import select
 import threading
-import time
 
 import pytest
 
 from evs_driver import exception
-from evs_driver.nbd import FileDevice, NBDServer
+from evs_driver.nbd import FileDevice, Limits, NBDServer
 from tests.functional.nbd.nbd_wire import (
     CMD_DISC,
     CMD_FLUSH,
@@ -32,6 +31,7 @@ from tests.functional.nbd.nbd_wire import (
     FLAG_FUA,
     FLAG_NO_HOLE,
     WireClient,
+    wait_for,
 )
 
 MAX_BLOCK = 32 * 1024 * 1024
@@ -422,14 +422,6 @@ def test_close_ends_every_connection(server, sock):
     assert server.connection_count() == 0
 
 
-def wait_for(condition, what):
-    """Poll until ``condition()``; the deadline only bounds a hang, it measures nothing."""
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def test_abrupt_disconnect_closes_the_device(server, sock, disk):
     closed = []
 
@@ -448,7 +440,7 @@ def test_abrupt_disconnect_closes_the_device(server, sock, disk):
 
 
 def test_silent_client_is_dropped_after_the_handshake_timeout(workdir, disk):
-    nbd = NBDServer(handshake_timeout=0.2)
+    nbd = NBDServer(limits=Limits(handshake_timeout=0.2))
     nbd.add_export("vol", lambda: FileDevice(disk))
     path = nbd.listen_unix(f"{workdir}/slow.sock")
     c = WireClient(path)

@@ -64,7 +64,8 @@ def test_remove_by_alias_frees_every_name_and_returns_connections():
     registry = ExportRegistry()
     export = registry.add("vol", opener, aliases=["id-1"])
     a, b = Conn(), Conn()
-    assert registry.attach(export, a) and registry.attach(export, b)
+    registry.attach(export, a)
+    registry.attach(export, b)
     registry.detach(export, b)
     assert registry.connection_count("id-1") == 1
     removed, connections = registry.remove("id-1")
@@ -78,8 +79,24 @@ def test_attach_to_a_removed_export_fails():
     registry = ExportRegistry()
     export = registry.add("vol", opener)
     registry.remove("vol")
-    assert registry.attach(export, Conn()) is False
+    with pytest.raises(exception.NotFound):
+        registry.attach(export, Conn())
     registry.detach(export, Conn())  # no error
+
+
+def test_attach_over_the_per_export_cap_is_refused_until_one_leaves():
+    registry = ExportRegistry(max_connections_per_export=2)
+    export = registry.add("vol", opener, aliases=["id-1"])
+    other = registry.add("other", opener)
+    a, b = Conn(), Conn()
+    registry.attach(export, a)
+    registry.attach(export, b)
+    with pytest.raises(exception.NBDExportFull, match="vol already has its maximum of 2"):
+        registry.attach(export, Conn())
+    registry.attach(other, Conn())  # the cap is per export
+    registry.detach(export, a)
+    registry.attach(export, Conn())
+    assert registry.connection_count("id-1") == 2
 
 
 def test_a_new_export_under_an_old_name_is_a_different_export():
@@ -87,7 +104,8 @@ def test_a_new_export_under_an_old_name_is_a_different_export():
     old = registry.add("vol", opener)
     registry.remove("vol")
     registry.add("vol", opener)
-    assert registry.attach(old, Conn()) is False
+    with pytest.raises(exception.NotFound):
+        registry.attach(old, Conn())
 
 
 def test_remove_unknown_is_not_found():

@@ -6,6 +6,7 @@ import pytest
 
 from evs_driver import exception
 from evs_driver.nbd import FileDevice
+from evs_driver.nbd.metacontext import MAX_EXTENTS
 
 SIZE = 1024 * 1024
 
@@ -96,3 +97,35 @@ def test_missing_file_is_an_os_error(tmp_path):
 def test_short_file_reads_zeros_past_its_end(dev, path):
     os.truncate(path, 100)  # shrunk behind the device's back
     assert dev.read(90, 20) == bytes(20)
+
+
+def test_extents_follow_the_file_systems_holes(dev, path):
+    dev.write(64 * 1024, b"d" * 4096)
+    runs = dev.extents(0, SIZE)
+    if runs == [(SIZE, 0)]:
+        pytest.skip("this file system does not report holes (SEEK_DATA)")
+    assert runs == [(65536, 3), (4096, 0), (SIZE - 69632, 3)]
+    assert dev.extents(65536 + 100, 10) == [(10, 0)]
+    assert sum(length for length, _ in dev.extents(1000, 70000)) == 70000
+    dev.discard(64 * 1024, 4096)
+    assert dev.extents(0, SIZE) == [(SIZE, 3)]
+
+
+def test_extents_out_of_range(dev):
+    with pytest.raises(exception.OutOfRange):
+        dev.extents(SIZE - 1, 2)
+
+
+def test_extents_stop_at_the_limit_of_one_query(tmp_path):
+    path = tmp_path / "striped.raw"
+    with open(path, "wb") as f:
+        f.truncate(4096 * 3000)
+        for block in range(0, 3000, 2):
+            f.seek(block * 4096)
+            f.write(b"s" * 4096)
+    dev = FileDevice(str(path), read_only=True)
+    runs = dev.extents(0, dev.size)
+    if runs == [(dev.size, 0)]:
+        pytest.skip("this file system does not report holes (SEEK_DATA)")
+    assert len(runs) == MAX_EXTENTS and runs[:2] == [(4096, 0), (4096, 3)]
+    dev.close()

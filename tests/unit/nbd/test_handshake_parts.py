@@ -5,7 +5,8 @@ import struct
 import pytest
 
 from evs_driver import exception
-from evs_driver.nbd.handshake import BlockSizes, _parse_info_request, transmission_flags
+from evs_driver.nbd.handshake import _parse_info_request
+from evs_driver.nbd.session import BlockSizes, transmission_flags
 
 
 class Device:

@@ -36,7 +36,7 @@ def test_nothing_leaves_before_flush(pair):
     writer.reply(1, 0)
     view = writer.buffer(4)
     view[:] = b"data"
-    writer.data(2, view)
+    writer.data(2, 0, view)
     client.setblocking(False)
     with pytest.raises(BlockingIOError):
         client.recv(1)
@@ -50,15 +50,19 @@ def test_full_arena_and_long_queue_are_sent_early(pair):
     writer = ReplyWriter(server, arena_size=8)
     first = writer.buffer(6)
     first[:] = b"first!"
-    writer.data(1, first)
+    writer.data(1, 0, first)
     second = writer.buffer(6)  # does not fit: the queue goes out first
     assert recv_all(client, 22) == header(0, 1) + b"first!"
     second[:] = b"second"
-    writer.data(2, second)
-    assert writer.buffer(9) is None  # larger than the arena
-    big = memoryview(b"x" * 9)
-    writer.send_now(3, big)
-    assert recv_all(client, 22 + 25) == header(0, 2) + b"second" + header(0, 3) + b"x" * 9
+    writer.data(2, 0, second)
+    piece = writer.scratch(8)  # a read larger than the arena: the queue leaves first
+    assert recv_all(client, 22) == header(0, 2) + b"second"
+    piece[:] = b"12345678"
+    writer.send_piece(3, 0, piece, first=True, last=False)
+    piece = writer.scratch(1)
+    piece[:] = b"9"
+    writer.send_piece(3, 8, piece, first=False, last=True)
+    assert recv_all(client, 25) == header(0, 3) + b"123456789"
     for cookie in range(MAX_PARTS):
         writer.reply(cookie, 22)
     assert recv_all(client, 16 * MAX_PARTS) == b"".join(header(22, c) for c in range(MAX_PARTS))
@@ -73,7 +77,7 @@ def test_partial_sends_are_completed(pair):
     for cookie in range(100):
         view = writer.buffer(30000)
         view[:] = bytes([cookie]) * 30000
-        writer.data(cookie, view)
+        writer.data(cookie, 0, view)
         expected += header(0, cookie) + bytes([cookie]) * 30000
     received = []
     t = threading.Thread(target=lambda: received.append(recv_all(client, len(expected))))
