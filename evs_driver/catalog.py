@@ -1,9 +1,10 @@
 """The catalog: volumes and snapshots with their names, sizes and statuses, in SQLite.
 
-Invariant: a row's status only changes through ``set_*_status`` (compare-and-set inside an
-IMMEDIATE transaction), so two processes racing on one row cannot both move it. Rows in an
-intermediate status carry a ``task`` naming the operation and its owner, which is what
-crash recovery reads.
+Invariant: a row's status only changes through ``Txn.move_status``, a compare-and-set
+inside an IMMEDIATE transaction that raises ``StatusChanged`` when the row is not in a status
+the caller expects, so two processes racing on one row cannot both move it and a lost race
+is never ignored. Rows in an intermediate status carry a ``task`` naming the operation and
+its owner, which is what crash recovery reads.
 """
 
 import contextlib
@@ -213,26 +214,39 @@ class Txn:
         marks = ", ".join("?" * len(fields))
         self._db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(fields.values()))
 
-    def update(self, record: Volume | Snapshot, expect: Iterable[str] | None = None, **fields):
-        """Set ``fields`` on ``record`` (and the object); with ``expect``, only from those statuses.
+    def move_status(
+        self, record: Volume | Snapshot, status: str, expect: Iterable[str], **fields
+    ) -> None:
+        """Move ``record`` to ``status`` (setting ``fields`` too) if it is in one of
+        ``expect``; ``StatusChanged`` otherwise. The object follows the row."""
+        expect = tuple(expect)
+        where = f"status IN ({','.join('?' * len(expect))})"
+        if not self._set(record, dict(fields, status=status), where, expect):
+            current = (self.volume if isinstance(record, Volume) else self.snapshot)(record.id)
+            raise exception.StatusChanged(
+                kind=type(record).__name__,
+                name=record.id,
+                expected=" or ".join(expect),
+                status=current.status if current else "deleted",
+            )
 
-        Returns True when the row changed: the compare-and-set every status move goes through.
-        """
+    def set_fields(self, record: Volume | Snapshot, **fields) -> None:
+        """Set fields other than the status (progress, names) on ``record`` and the object."""
+        if "status" in fields:
+            raise ValueError("statuses move through move_status")
+        self._set(record, fields, "1", ())
+
+    def _set(self, record: Volume | Snapshot, fields: dict, where: str, args: tuple) -> bool:
         table = "volumes" if isinstance(record, Volume) else "snapshots"
         fields["updated_at"] = now()
         cols = _to_columns(fields)
         sets = ", ".join(f"{key} = ?" for key in cols)
-        sql = f"UPDATE {table} SET {sets} WHERE id = ?"
-        args = [*cols.values(), record.id]
-        if expect is not None:
-            expect = tuple(expect)
-            sql += f" AND status IN ({','.join('?' * len(expect))})"
-            args.extend(expect)
-        changed = self._db.execute(sql, args).rowcount == 1
-        if changed:
-            for key, value in fields.items():
-                setattr(record, key, value)
-        return changed
+        sql = f"UPDATE {table} SET {sets} WHERE id = ? AND {where}"
+        if self._db.execute(sql, [*cols.values(), record.id, *args]).rowcount != 1:
+            return False
+        for key, value in fields.items():
+            setattr(record, key, value)
+        return True
 
     def remove(self, record: Volume | Snapshot) -> None:
         """Delete the row of ``record``."""

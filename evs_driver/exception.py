@@ -112,6 +112,13 @@ class InvalidStatus(InvalidOperation):
     code = errno.EBUSY
 
 
+class StatusChanged(InvalidStatus):
+    message = (
+        "%(kind)s %(name)s changed meanwhile: it is %(status)s, not %(expected)s "
+        "(another request or an operator's reset-state won)."
+    )
+
+
 class VolumeAttached(InvalidStatus):
     message = (
         "Volume %(name)s is in-use (attached); %(action)s needs it detached: run "

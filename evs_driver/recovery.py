@@ -75,16 +75,23 @@ def _resolve(manager, record, outcome) -> None:
             except exception.EVSError as exc:
                 LOG.error("Recovery could not finish deleting %s: %s", record.id, exc)
                 fields = {"status": "error_deleting"}
-    with manager.catalog.transaction() as txn:
-        if fields is None:
-            txn.remove(record)
-        else:
-            txn.update(record, expect=(record.status,), task=None, **fields)
+    interrupted = record.status
+    try:
+        with manager.catalog.transaction() as txn:
+            if fields is None:
+                txn.remove(record)
+            else:
+                status = fields.pop("status")
+                txn.move_status(record, status, expect=(interrupted,), task=None, **fields)
+                fields["status"] = status
+    except exception.StatusChanged as exc:
+        LOG.info("Recovery of %s left to whoever changed it: %s", record.id, exc.msg)
+        return
     LOG.warning(
         "Recovered %s %s from an interrupted %s: %s",
         type(record).__name__.lower(),
         record.id,
-        record.status,
+        interrupted,
         "removed" if fields is None else fields["status"],
     )
 

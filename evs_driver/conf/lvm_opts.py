@@ -41,8 +41,8 @@ LVM_OPTS = [
     cfg.StrOpt(
         "lvm_root_helper",
         default="",
-        help="Command prefix that runs LVM commands as root, e.g. "
-        "``sudo evs-rootwrap /etc/evs_driver/rootwrap.conf``; empty when already root.",
+        help="Command prefix that runs LVM commands as root, e.g. ``sudo`` (with a sudoers "
+        "rule limited to the lvm commands); empty when the service already runs as root.",
     ),
     cfg.StrOpt(
         "lvm_volume_prefix",

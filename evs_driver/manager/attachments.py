@@ -31,7 +31,7 @@ class AttachOperations(ManagerBase):
                 rules.expect_status("Volume", volume, ("available",), "attaching")
                 undo = self._restore(volume)
                 # The owner lets a later start tell an attachment whose server died.
-                txn.update(volume, status="in-use", task=self._task("attach"))
+                txn.move_status(volume, "in-use", expect=("available",), task=self._task("attach"))
         if again:
             # The exporter answers a repeated request with the existing export's info.
             try:
@@ -62,7 +62,7 @@ class AttachOperations(ManagerBase):
         with self.lock(volume.backend) as driver:
             driver.terminate_connection(volume, connector)
         with self.catalog.transaction() as txn:
-            txn.update(volume, expect=("in-use",), status="available", task=None)
+            txn.move_status(volume, "available", expect=("in-use",), task=None)
         LOG.info(
             "Detached volume %s (%s)%s",
             volume.id,
@@ -135,8 +135,11 @@ class AttachOperations(ManagerBase):
             task = volume.task or {}
             if task.get("op") != "attach" or self.owner.is_alive(task.get("owner")):
                 continue  # set by hand (reset-state), or still served by a live manager
-            with self.catalog.transaction() as txn:
-                txn.update(volume, expect=("in-use",), status="available", task=None)
+            try:
+                with self.catalog.transaction() as txn:
+                    txn.move_status(volume, "available", expect=("in-use",), task=None)
+            except exception.StatusChanged:
+                continue  # released by another starting manager, or reset by hand
             LOG.warning("Volume %s was attached by a stopped service; now available", volume.id)
 
 

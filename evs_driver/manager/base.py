@@ -119,7 +119,7 @@ class ManagerBase:
         def undo() -> None:
             with self.catalog.transaction() as txn:
                 for record, status, task in saved:
-                    txn.update(record, status=status, task=task)
+                    txn.move_status(record, status, expect=(record.status,), task=task)
 
         return undo
 
@@ -143,7 +143,7 @@ class ManagerBase:
         except BaseException as exc:
             with self.catalog.transaction() as txn:
                 for item in (record, *others):
-                    txn.update(item, status=status, task=None)
+                    txn.move_status(item, status, expect=(item.status,), task=None)
             LOG.error("%s %s is now %s: %s", type(record).__name__, record.id, status, _reason(exc))
             raise
 

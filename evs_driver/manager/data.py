@@ -50,7 +50,7 @@ class DataOperations(ManagerBase):
         with self.catalog.transaction() as txn:
             record = self._find(txn, kind, ref)
             before = record.status
-            txn.update(record, status=status, task=None)
+            txn.move_status(record, status, expect=(before,), task=None)
         LOG.warning("Status of %s %s reset by hand from %s to %s", kind, record.id, before, status)
         return record
 

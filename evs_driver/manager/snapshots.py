@@ -52,7 +52,9 @@ class SnapshotOperations(ManagerBase):
             update = driver.create_snapshot(snapshot)
             faults.point("create_snapshot.after_backend")
         with self.catalog.transaction() as txn:
-            txn.update(snapshot, status="available", task=None, **(update or {}))
+            txn.move_status(
+                snapshot, "available", expect=("creating",), task=None, **(update or {})
+            )
         LOG.info(
             "Created snapshot %s (%s) of volume %s (%s)",
             snapshot.id,
@@ -77,7 +79,8 @@ class SnapshotOperations(ManagerBase):
                     kind="Snapshot", name=snapshot.id, reason="a volume is being created from it"
                 )
             undo = self._restore(snapshot)
-            txn.update(snapshot, status="deleting", task=self._task("delete"))
+            task = self._task("delete")
+            txn.move_status(snapshot, "deleting", expect=rules.DELETE_SNAPSHOT, task=task)
         with self._backend(snapshot.backend, undo) as driver:
             with self._failing_to(snapshot, "error_deleting"):
                 driver.delete_snapshot(snapshot)

@@ -65,7 +65,7 @@ class VolumeOperations(ManagerBase):
                     update = driver.create_volume(volume)
             faults.point("create_volume.after_backend")
         with self.catalog.transaction() as txn:
-            txn.update(volume, status="available", task=None, **(update or {}))
+            txn.move_status(volume, "available", expect=("creating",), task=None, **(update or {}))
         how = "a full copy of " if full_clone else "from " if source else ""
         LOG.info(
             "Created volume %s (%s, %d GiB) on %s%s",
@@ -130,7 +130,7 @@ class VolumeOperations(ManagerBase):
             if percent != last[0]:
                 last[0] = percent
                 with self.catalog.transaction() as txn:
-                    txn.update(volume, progress=percent)
+                    txn.set_fields(volume, progress=percent)
                 faults.point("full_clone.progress")
             if report:
                 report(done, total)
@@ -160,7 +160,7 @@ class VolumeOperations(ManagerBase):
             undo = self._restore(volume, *snapshots)
             task = self._task("delete")
             for item in (volume, *snapshots):
-                txn.update(item, status="deleting", task=task)
+                txn.move_status(item, "deleting", expect=(item.status,), task=task)
         with self._backend(volume.backend, undo) as driver:
             for snap in snapshots:
                 with self._failing_to(snap, "error_deleting", volume):
@@ -192,7 +192,8 @@ class VolumeOperations(ManagerBase):
             rules.check_extend(volume.size, new_size)
             _busy(txn, volume)
             undo = self._restore(volume)
-            txn.update(volume, status="extending", task=self._task("extend", new_size=new_size))
+            task = self._task("extend", new_size=new_size)
+            txn.move_status(volume, "extending", expect=rules.EXTEND_VOLUME, task=task)
         old_size = volume.size
         with (
             self._backend(volume.backend, undo) as driver,
@@ -201,7 +202,7 @@ class VolumeOperations(ManagerBase):
             driver.extend_volume(volume, new_size)
             faults.point("extend_volume.after_backend")
         with self.catalog.transaction() as txn:
-            txn.update(volume, status="available", size=new_size, task=None)
+            txn.move_status(volume, "available", expect=("extending",), size=new_size, task=None)
         LOG.info(
             "Extended volume %s (%s) from %d to %d GiB",
             volume.id,
@@ -227,8 +228,8 @@ class VolumeOperations(ManagerBase):
             _busy(txn, volume)
             undo = self._restore(volume, snapshot)
             task = self._task("revert", snapshot_id=snapshot.id)
-            txn.update(volume, status="rollbacking", task=task)
-            txn.update(snapshot, status="rollbacking", task=task)
+            txn.move_status(volume, "rollbacking", expect=rules.REVERT_VOLUME, task=task)
+            txn.move_status(snapshot, "rollbacking", expect=rules.REVERT_SNAPSHOT, task=task)
         try:
             with self._backend(volume.backend, undo) as driver:
                 driver.revert_to_snapshot(None, volume, snapshot)
@@ -237,8 +238,8 @@ class VolumeOperations(ManagerBase):
             raise  # undone: nothing changed
         except BaseException as exc:
             with self.catalog.transaction() as txn:
-                txn.update(volume, status="error_rollbacking", task=None)
-                txn.update(snapshot, status="available", task=None)
+                txn.move_status(volume, "error_rollbacking", expect=("rollbacking",), task=None)
+                txn.move_status(snapshot, "available", expect=("rollbacking",), task=None)
             LOG.error(
                 "Reverting volume %s to snapshot %s failed; it is error_rollbacking: %s",
                 volume.id,
@@ -247,8 +248,8 @@ class VolumeOperations(ManagerBase):
             )
             raise
         with self.catalog.transaction() as txn:
-            txn.update(volume, status="available", task=None)
-            txn.update(snapshot, status="available", task=None)
+            txn.move_status(volume, "available", expect=("rollbacking",), task=None)
+            txn.move_status(snapshot, "available", expect=("rollbacking",), task=None)
         LOG.info(
             "Reverted volume %s (%s) to snapshot %s (%s)",
             volume.id,

@@ -1,5 +1,6 @@
 """The SQLite catalog: records round-trip, status moves are compare-and-set, errors roll back."""
 
+import contextlib
 import threading
 
 import pytest
@@ -39,12 +40,15 @@ def test_volume_round_trips_with_metadata_and_task(cat):
     assert got["size"] == 1
 
 
-def test_update_with_expect_is_compare_and_set(cat):
+def test_move_status_is_compare_and_set_and_a_loss_raises(cat):
     vol = _volume()
     with cat.transaction() as txn:
         txn.add(vol)
-        assert txn.update(vol, expect=("available",), status="deleting")
-        assert not txn.update(vol, expect=("available",), status="extending")
+        txn.move_status(vol, "deleting", expect=("available",))
+        with pytest.raises(exception.StatusChanged, match="it is deleting, not available"):
+            txn.move_status(vol, "extending", expect=("available",))
+        with pytest.raises(ValueError, match="move_status"):
+            txn.set_fields(vol, status="extending")
     with cat.transaction() as txn:
         assert txn.volume(vol.id).status == "deleting"
 
@@ -59,9 +63,9 @@ def test_racing_threads_cannot_both_move_a_status(cat):
     def race(status):
         mine = catalog.Volume(**vol.to_dict())
         barrier.wait()
-        with cat.transaction() as txn:
-            if txn.update(mine, expect=("available",), status=status):
-                wins.append(status)
+        with contextlib.suppress(exception.StatusChanged), cat.transaction() as txn:
+            txn.move_status(mine, status, expect=("available",))
+            wins.append(status)
 
     threads = [threading.Thread(target=race, args=(f"s{i}",)) for i in range(8)]
     for t in threads:

@@ -17,7 +17,7 @@ def crash_leaves(m, kind: str, ref: str, status: str, **task) -> None:
     """Put a row in the state a crashed manager leaves: intermediate status, dead owner."""
     with m.catalog.transaction() as txn:
         rec = txn.volume(ref) if kind == "volume" else txn.snapshot(ref)
-        txn.update(rec, status=status, task={"op": "x", "owner": DEAD, **task})
+        txn.move_status(rec, status, expect=(rec.status,), task={"op": "x", "owner": DEAD, **task})
 
 
 @ddt.ddt
@@ -98,7 +98,8 @@ class TestRecovery(unittest.TestCase):
         other = OwnerToken(str(self.tmp_path / "state" / "owners"))
         try:
             with self.m.catalog.transaction() as txn:
-                txn.update(self.vol, status="extending", task={"owner": other.token})
+                task = {"owner": other.token}
+                txn.move_status(self.vol, "extending", expect=(self.vol.status,), task=task)
             m = self.restart()
             assert m.get_volume("v").status == "extending"
             assert any("extending" in p for p in m.check()["local"])

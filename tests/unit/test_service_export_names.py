@@ -99,7 +99,7 @@ def test_name_equal_to_another_devices_id_is_not_exported(setup):
     target = manager.create_volume(1, name="t")
     legacy = manager.create_volume(1, name="legacy")
     with manager.catalog.transaction() as txn:
-        txn.update(txn.volume(legacy.id), display_name=target.id)
+        txn.set_fields(txn.volume(legacy.id), display_name=target.id)
     data = manager.attach_volume(legacy.id, {})["data"]
     assert data["name"] is None and reachable(data, legacy.id)
     assert manager.attach_volume(target.id, {})["data"]["name"] == "t"

@@ -118,4 +118,5 @@ def hold_status(m: VolumeManager, kind: str, ref: str, status: str) -> None:
     """Set a status as if ``m`` were running an operation on the record right now."""
     with m.catalog.transaction() as txn:
         record = m._find(txn, kind, ref)
-        txn.update(record, status=status, task={"op": "test", "owner": m.owner.token})
+        task = {"op": "test", "owner": m.owner.token}
+        txn.move_status(record, status, expect=(record.status,), task=task)

@@ -128,7 +128,7 @@ class TestPrintableText(unittest.TestCase):
         try:
             volume = m.get_volume("v")
             with m.catalog.transaction() as txn:
-                txn.update(volume, display_name="v\x1b[2J")
+                txn.set_fields(volume, display_name="v\x1b[2J")
         finally:
             m.close()
         listing = evs(self.state, "volume", "list")
