@@ -19,7 +19,8 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-from evs_driver.nbd import FileDevice, NBDServer
+from evs_driver.filedev import FileDevice
+from evs_driver.nbd import NBDServer
 from evs_driver.rowstore import Pool
 from evs_driver.rowstore.blockdevice import PoolDevice
 

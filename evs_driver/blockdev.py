@@ -1,6 +1,10 @@
-"""The block device a backend hands to the data path (NBD server, import/export)."""
+"""The block device a backend hands to the data path (NBD server, import/export), and the
+base class every device of this project builds on."""
 
+import abc
 from typing import Protocol
+
+from evs_driver import exception
 
 # Flags of an extent (the values of NBD's base:allocation context, passed on unchanged).
 HOLE = 1  # not allocated: writing there may need new space
@@ -8,6 +12,7 @@ ZERO = 2  # reads as zeros
 
 Extents = list[tuple[int, int]]
 """Consecutive ``(length, flags)`` runs; every length is positive."""
+MAX_EXTENTS = 1024  # runs a device returns at most per extents() call; callers ask again
 
 
 class BlockDevice(Protocol):
@@ -49,3 +54,76 @@ class BlockDevice(Protocol):
 
     def close(self) -> None:
         """Release the device; the data stays."""
+
+
+class DeviceBase(abc.ABC):
+    """What every block device here shares: its name, size and mode, the checks of a
+    request's range, ``read``, and closing at the end of a ``with`` block."""
+
+    def __init__(self, name: str, size: int, read_only: bool):
+        self.name = name
+        self._size = size
+        self._read_only = read_only
+
+    @property
+    def size(self) -> int:
+        """Size in bytes."""
+        return self._size
+
+    @property
+    def read_only(self) -> bool:
+        """True for snapshots and devices opened read-only."""
+        return self._read_only
+
+    def check_range(self, offset: int, length: int) -> None:
+        """``OutOfRange`` unless ``[offset, offset + length)`` lies inside the device."""
+        if offset < 0 or length < 0 or offset + length > self._size:
+            raise exception.OutOfRange(
+                device=self.name, offset=offset, length=length, size=self._size
+            )
+
+    def check_writable(self, offset: int, length: int) -> None:
+        """``ReadOnlyDevice`` for a read-only device, else the range check."""
+        if self._read_only:
+            raise exception.ReadOnlyDevice(name=self.name)
+        self.check_range(offset, length)
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Return ``length`` bytes at ``offset``."""
+        buf = bytearray(length)
+        self.readinto(offset, buf)
+        return bytes(buf)
+
+    def write_zeroes(self, offset: int, length: int) -> None:
+        """Make a range read as zeros; unmapping it is the cheapest way for these devices."""
+        self.discard(offset, length)
+
+    @abc.abstractmethod
+    def readinto(self, offset: int, buf: memoryview | bytearray) -> None:
+        """See ``BlockDevice``."""
+
+    @abc.abstractmethod
+    def write(self, offset: int, data: bytes | memoryview, fua: bool = False) -> None:
+        """See ``BlockDevice``."""
+
+    @abc.abstractmethod
+    def discard(self, offset: int, length: int) -> None:
+        """See ``BlockDevice``."""
+
+    @abc.abstractmethod
+    def flush(self) -> None:
+        """See ``BlockDevice``."""
+
+    @abc.abstractmethod
+    def extents(self, offset: int, length: int) -> Extents:
+        """See ``BlockDevice``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """See ``BlockDevice``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

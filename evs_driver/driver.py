@@ -12,13 +12,14 @@ from stevedore.exception import NoMatches
 
 from evs_driver import exception
 from evs_driver.backends import base
+from evs_driver.blockdev import DeviceBase
 from evs_driver.conf import backend_option_error
 from evs_driver.conf.opts import backend_opts
 from evs_driver.exporter import Exporter, NoServiceExporter
 from evs_driver.interface import VolumeDriver
+from evs_driver.units import GiB
 
 LOG = logging.getLogger(__name__)
-GiB = 1024**3
 BACKEND_NAMESPACE = "evs_driver.backends"
 
 
@@ -251,7 +252,7 @@ class EVSDriver(VolumeDriver):
         """True when the backend holds this volume or snapshot."""
         return self.backend.exists(ref.id)
 
-    def open_device(self, ref, writable: bool) -> base.DeviceContext:
+    def open_device(self, ref, writable: bool) -> DeviceBase:
         """The data of a volume or snapshot as a block device (import, export)."""
         return self.backend.open_device(ref.id, writable)
 

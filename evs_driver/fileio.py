@@ -101,3 +101,22 @@ def sync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def pread_full(fd: int, view: memoryview, offset: int) -> int:
+    """Read into all of ``view`` from ``offset``; returns the bytes read, fewer only at EOF."""
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, (view[done:],), offset + done)
+        if not got:
+            break
+        done += got
+    return done
+
+
+def pwrite_full(fd: int, data, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (``pwrite`` may write less than asked)."""
+    view = memoryview(data).cast("B")
+    done = os.pwrite(fd, view, offset)
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)

@@ -11,7 +11,8 @@ records: ``id``, ``size`` (GiB), and for snapshots ``volume_id`` and ``volume_si
 import abc
 from collections.abc import Callable
 
-from evs_driver.backends.base import CheckReport, DeviceContext, DeviceUsage, PoolStats
+from evs_driver.backends.base import CheckReport, DeviceUsage, PoolStats
+from evs_driver.blockdev import DeviceBase
 
 Progress = Callable[[int, int], None]
 
@@ -147,7 +148,7 @@ class VolumeDriver(abc.ABC):
         """True when the backend holds this volume or snapshot."""
 
     @abc.abstractmethod
-    def open_device(self, ref, writable: bool) -> DeviceContext:
+    def open_device(self, ref, writable: bool) -> DeviceBase:
         """A volume's or snapshot's data as a block device (snapshots are read-only)."""
 
     @abc.abstractmethod

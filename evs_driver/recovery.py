@@ -14,9 +14,9 @@ from oslo_log import log as logging
 
 from evs_driver import exception, rules
 from evs_driver.catalog import Snapshot
+from evs_driver.units import GiB
 
 LOG = logging.getLogger(__name__)
-GiB = 1024**3
 
 
 def _abandoned(manager, table: str, statuses, backend: str | None = None) -> list:

@@ -9,7 +9,6 @@ import uuid
 
 from evs_driver import exception
 
-GiB = 1024**3
 MAX_SIZE_GB = 1024 * 1024  # 1 PiB: keeps byte sizes far inside SQLite's 64-bit integers
 MAX_TEXT_BYTES = 255
 RESERVED_SNAPSHOT_PREFIX = "autobk_snapshot_"

@@ -11,7 +11,8 @@ import dataclasses
 from collections.abc import Callable
 
 from evs_driver import exception
-from evs_driver.blockdev import BlockDevice
+from evs_driver.blockdev import DeviceBase
+from evs_driver.copying import copy_into
 from evs_driver.reports import CheckReport  # defined apart so the engine can use it too
 
 ProgressCallback = Callable[[int, int], None]
@@ -128,7 +129,7 @@ class Backend(abc.ABC):
                 self.open_device(source_id, writable=False) as src,
                 self.open_device(volume_id, writable=True) as dst,
             ):
-                copy_device(src, dst, progress)
+                copy_into(src, dst, target_is_zero=True, progress=progress)
         except BaseException:
             self.delete_volume(volume_id)
             raise
@@ -155,40 +156,9 @@ class Backend(abc.ABC):
 
     # -- data path -------------------------------------------------------------------
     @abc.abstractmethod
-    def open_device(self, device_id: str, writable: bool) -> "DeviceContext":
+    def open_device(self, device_id: str, writable: bool) -> DeviceBase:
         """A ``BlockDevice`` for a volume (or a read-only one for a snapshot)."""
 
     def connection_properties(self, device_id: str) -> dict:
         """Backend-specific part of the connection info (e.g. a device path)."""
         return {}
-
-
-class DeviceContext(BlockDevice, abc.ABC):
-    """A ``BlockDevice`` that closes itself when used in a ``with`` block."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-COPY_BLOCK = 4 * 1024 * 1024
-
-
-def copy_device(src: BlockDevice, dst: BlockDevice, progress: ProgressCallback | None = None):
-    """Copy ``src`` onto the start of ``dst``, skipping all-zero blocks, then flush."""
-    total = src.size
-    buf = bytearray(COPY_BLOCK)
-    zero = bytes(COPY_BLOCK)
-    done = 0
-    while done < total:
-        length = min(COPY_BLOCK, total - done)
-        view = memoryview(buf)[:length]
-        src.readinto(done, view)
-        if view != zero[:length]:
-            dst.write(done, view)
-        done += length
-        if progress:
-            progress(done, total)
-    dst.flush()

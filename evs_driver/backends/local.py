@@ -1,7 +1,7 @@
 """The ``local`` backend: the Backend contract over the rowstore ``Pool``.
 
 A pool allows one process at a time, so this backend opens it only while something uses
-it (an operation, an open ``DeviceContext``, or ``hold_open`` for a long-running service),
+it (an operation, an open device, or ``hold_open`` for a long-running service),
 under a file lock that other processes wait on. Threads of one process share the open
 pool, which is thread-safe. Ids from the catalog are the pool's device names.
 """
@@ -19,8 +19,7 @@ from evs_driver.conf.local import MAX_CHUNK, MIN_CHUNK
 from evs_driver.locking import FileLock
 from evs_driver.rowstore import Pool
 from evs_driver.rowstore.blockdevice import PoolDevice
-
-GiB = 1024**3
+from evs_driver.units import GiB
 
 
 class LocalBackend(base.Backend):
@@ -229,16 +228,6 @@ class LocalBackend(base.Backend):
         with self._open() as pool:
             pool.revert(volume_id, snapshot_id)
 
-    def full_copy(self, source_id, volume_id, size, progress=None) -> None:
-        """Copy chunk by chunk, skipping zero chunks, so the copy is as thin as the source."""
-        with self._open() as pool:
-            pool.create_volume(volume_id, size)
-            try:
-                _copy_chunks(pool, source_id, volume_id, progress)
-            except BaseException:
-                pool.delete(volume_id)
-                raise
-
     # -- information ---------------------------------------------------------------------
     def exists(self, device_id: str) -> bool:
         """True when the pool has a device with this id."""
@@ -288,7 +277,7 @@ class LocalBackend(base.Backend):
             pool.collect()
 
     # -- data path -----------------------------------------------------------------------
-    def open_device(self, device_id: str, writable: bool) -> base.DeviceContext:
+    def open_device(self, device_id: str, writable: bool) -> PoolDevice:
         """A block device over one pool device; the pool stays open until it closes."""
         return _PoolDevice(self, device_id, writable)
 
@@ -307,27 +296,8 @@ def _allocated(directory: str) -> int:
     return total
 
 
-def _copy_chunks(pool: Pool, source: str, target: str, progress) -> None:
-    """Copy ``source`` onto ``target`` in whole chunks, writing only chunks holding data."""
-    total = pool.device(source).size
-    step = max(pool.chunk_size, base.COPY_BLOCK // pool.chunk_size * pool.chunk_size)
-    buf = bytearray(step)
-    zero = bytes(pool.chunk_size)
-    done = 0
-    while done < total:
-        view = memoryview(buf)[: min(step, total - done)]
-        pool.readinto(source, done, view)
-        for start in range(0, len(view), pool.chunk_size):
-            piece = view[start : start + pool.chunk_size]
-            if piece != zero[: len(piece)]:
-                pool.write(target, done + start, piece)
-        done += len(view)
-        if progress:
-            progress(done, total)
-    pool.flush()
 
-
-class _PoolDevice(PoolDevice, base.DeviceContext):
+class _PoolDevice(PoolDevice):
     """A pool device that keeps the backend's pool open while it is in use."""
 
     def __init__(self, backend: LocalBackend, name: str, writable: bool):

@@ -398,7 +398,7 @@ class LvmThinBackend(base.Backend):
         return base.CheckReport(tuple(problems), summary)
 
     # -- data path -------------------------------------------------------------------
-    def open_device(self, device_id: str, writable: bool) -> base.DeviceContext:
+    def open_device(self, device_id: str, writable: bool) -> RawDevice:
         """The LV's device node; snapshots are read-only and activated on demand."""
         names = (self.naming.volume(device_id), self.naming.snapshot(device_id))
         # An active LV has its node already: no LVM command on this hot path.

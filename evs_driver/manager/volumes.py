@@ -9,6 +9,7 @@ from evs_driver import catalog as cat
 from evs_driver import exception, faults, rules
 from evs_driver.interface import Progress
 from evs_driver.manager.base import ManagerBase
+from evs_driver.units import GiB
 
 LOG = logging.getLogger(__name__)
 
@@ -95,8 +96,8 @@ class VolumeOperations(ManagerBase):
             raw = driver.pool_stats()  # unrounded bytes: tiny pools must not round to 0 GiB
             rules.check_oversubscription(
                 backend,
-                raw.total_bytes / rules.GiB,
-                raw.provisioned_bytes / rules.GiB,
+                raw.total_bytes / GiB,
+                raw.provisioned_bytes / GiB,
                 size,
                 stats["max_over_subscription_ratio"],
                 stats["reserved_percentage"],

@@ -1,7 +1,6 @@
 """An NBD server (fixed newstyle, structured replies, TLS) serving ``BlockDevice`` exports."""
 
 from evs_driver.nbd.exports import Export, ExportRegistry, Opener
-from evs_driver.nbd.filedev import FileDevice
 from evs_driver.nbd.limits import Limits, Slots
 from evs_driver.nbd.server import NBDServer
 from evs_driver.nbd.session import BlockSizes
@@ -10,7 +9,6 @@ __all__ = [
     "BlockSizes",
     "Export",
     "ExportRegistry",
-    "FileDevice",
     "Limits",
     "NBDServer",
     "Opener",

@@ -13,11 +13,10 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from evs_driver.blockdev import BlockDevice, Extents
+from evs_driver.blockdev import MAX_EXTENTS, BlockDevice, Extents
 from evs_driver.nbd.protocol import MAX_NAME_LENGTH
 
 LOG = logging.getLogger(__name__)
-MAX_EXTENTS = 1024  # descriptors in one reply; the client asks again from where it ended
 _U32 = struct.Struct(">I")
 
 

@@ -15,8 +15,8 @@ from evs_driver import exception, imageio
 from evs_driver.operations.arguments import image_format
 from evs_driver.operations.context import Context
 from evs_driver.operations.table import Arg, operation, with_client
+from evs_driver.units import GiB
 
-GiB = 1024**3
 FORCE = Arg(
     "force", ("--force",), action="store_true", default=False, help="Overwrite FILE if it exists."
 )

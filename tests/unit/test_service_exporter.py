@@ -10,7 +10,8 @@ import pytest
 from oslo_config import cfg
 
 from evs_driver import exception
-from evs_driver.nbd import FileDevice, Limits
+from evs_driver.filedev import FileDevice
+from evs_driver.nbd import Limits
 from evs_driver.service.exporter import DEFAULT_PORT, Endpoint, NBDExporter
 from tests.functional.nbd.nbd_clients import requires
 from tests.functional.nbd.nbd_wire import WireClient, make_disk

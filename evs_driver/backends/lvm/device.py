@@ -11,9 +11,8 @@ import fcntl
 import os
 import struct
 
-from evs_driver import exception
-from evs_driver.backends import base
-from evs_driver.blockdev import Extents
+from evs_driver import exception, fileio
+from evs_driver.blockdev import DeviceBase, Extents
 
 BLKGETSIZE64 = 0x80081272
 BLKDISCARD = 0x1277
@@ -21,12 +20,11 @@ _ZERO_BLOCK = 1024 * 1024
 _NO_SPACE = (errno.ENOSPC, errno.EIO)
 
 
-class RawDevice(base.DeviceContext):
+class RawDevice(DeviceBase):
     """An open block device node; ``on_no_space`` turns ENOSPC/EIO into a clear error."""
 
     def __init__(self, path: str, read_only: bool, discard_granularity: int, on_no_space=None):
         self.path = path
-        self._read_only = read_only
         self._granularity = max(discard_granularity, 512)
         self._on_no_space = on_no_space
         flags = os.O_RDONLY if read_only else os.O_RDWR
@@ -38,27 +36,7 @@ class RawDevice(base.DeviceContext):
             ) from exc
         buf = bytearray(8)
         fcntl.ioctl(self._fd, BLKGETSIZE64, buf)
-        (self._size,) = struct.unpack("Q", buf)
-
-    @property
-    def size(self) -> int:
-        """Size in bytes."""
-        return self._size
-
-    @property
-    def read_only(self) -> bool:
-        """True for snapshots."""
-        return self._read_only
-
-    def _check(self, offset: int, length: int) -> None:
-        if offset < 0 or length < 0 or offset + length > self._size:
-            raise exception.OutOfRange(
-                device=self.path, offset=offset, length=length, size=self._size
-            )
-
-    def _check_writable(self) -> None:
-        if self._read_only:
-            raise exception.ReadOnlyDevice(name=self.path)
+        super().__init__(path, struct.unpack("Q", buf)[0], read_only)
 
     def _io_error(self, exc: OSError, what: str) -> exception.EVSError:
         if exc.errno in _NO_SPACE and self._on_no_space is not None:
@@ -70,34 +48,21 @@ class RawDevice(base.DeviceContext):
     def readinto(self, offset: int, buf: memoryview | bytearray) -> None:
         """Fill ``buf`` with the bytes at ``offset``."""
         view = memoryview(buf).cast("B")
-        self._check(offset, len(view))
-        done = 0
-        while done < len(view):
-            try:
-                n = os.preadv(self._fd, [view[done:]], offset + done)
-            except OSError as exc:
-                raise self._io_error(exc, "read") from exc
-            if n == 0:
-                raise exception.BackendError(backend=self.path, reason="short read at the end")
-            done += n
-
-    def read(self, offset: int, length: int) -> bytes:
-        """Return ``length`` bytes at ``offset``."""
-        buf = bytearray(length)
-        self.readinto(offset, buf)
-        return bytes(buf)
+        self.check_range(offset, len(view))
+        try:
+            done = fileio.pread_full(self._fd, view, offset)
+        except OSError as exc:
+            raise self._io_error(exc, "read") from exc
+        if done < len(view):
+            raise exception.BackendError(backend=self.path, reason="short read at the end")
 
     def write(self, offset: int, data: bytes | memoryview, fua: bool = False) -> None:
         """Write ``data`` at ``offset``; with ``fua`` it is on disk before returning."""
-        self._check_writable()
-        view = memoryview(data).cast("B")
-        self._check(offset, len(view))
-        done = 0
-        while done < len(view):
-            try:
-                done += os.pwritev(self._fd, [view[done:]], offset + done)
-            except OSError as exc:
-                raise self._io_error(exc, "write") from exc
+        self.check_writable(offset, len(data))
+        try:
+            fileio.pwrite_full(self._fd, data, offset)
+        except OSError as exc:
+            raise self._io_error(exc, "write") from exc
         if fua:
             self.flush()
 
@@ -111,8 +76,7 @@ class RawDevice(base.DeviceContext):
 
     def discard(self, offset: int, length: int) -> None:
         """Unmap whole chunks of the range, zero its unaligned edges; it then reads as zeros."""
-        self._check_writable()
-        self._check(offset, length)
+        self.check_writable(offset, length)
         g = self._granularity
         start = min(-(-offset // g) * g, offset + length)
         end = max((offset + length) // g * g, start)
@@ -128,10 +92,6 @@ class RawDevice(base.DeviceContext):
                     raise self._io_error(exc, "discard") from exc
                 self._write_zeros(start, end - start)
 
-    def write_zeroes(self, offset: int, length: int) -> None:
-        """Make the range read as zeros, unmapping what can be unmapped."""
-        self.discard(offset, length)
-
     def flush(self) -> None:
         """Make every acknowledged write durable."""
         try:
@@ -141,7 +101,7 @@ class RawDevice(base.DeviceContext):
 
     def extents(self, offset: int, length: int) -> Extents:
         """The whole range as allocated data: the thin pool's mapping is not read (yet)."""
-        self._check(offset, length)
+        self.check_range(offset, length)
         return [(length, 0)]
 
     def close(self) -> None:

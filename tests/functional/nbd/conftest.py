@@ -5,7 +5,8 @@ import tempfile
 
 import pytest
 
-from evs_driver.nbd import FileDevice, Limits, NBDServer
+from evs_driver.filedev import FileDevice
+from evs_driver.nbd import Limits, NBDServer
 from tests.functional.nbd.nbd_wire import make_disk
 
 

@@ -10,7 +10,8 @@ import os
 
 import pytest
 
-from evs_driver.nbd import FileDevice, NBDServer
+from evs_driver.filedev import FileDevice
+from evs_driver.nbd import NBDServer
 from tests.functional.nbd.nbd_clients import requires, run
 
 KiB, MiB = 1024, 1024 * 1024

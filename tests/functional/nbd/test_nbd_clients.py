@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from evs_driver.nbd import FileDevice
+from evs_driver.filedev import FileDevice
 from tests.functional.nbd.nbd_clients import qemu_io, requires, run
 from tests.functional.nbd.nbd_wire import DISK_SIZE
 

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from evs_driver.nbd import FileDevice, Limits, NBDServer
+from evs_driver.filedev import FileDevice
+from evs_driver.nbd import Limits, NBDServer
 from evs_driver.nbd.limits import REFUSING_AT_ONCE
 from tests.functional.nbd.nbd_clients import requires, run
 from tests.functional.nbd.nbd_wire import (

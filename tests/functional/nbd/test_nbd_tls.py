@@ -10,7 +10,8 @@ import struct
 
 import pytest
 
-from evs_driver.nbd import FileDevice, Limits, NBDServer
+from evs_driver.filedev import FileDevice
+from evs_driver.nbd import Limits, NBDServer
 from evs_driver.nbd.tls import server_context
 from tests.functional.nbd.nbd_clients import requires, run
 from tests.functional.nbd.nbd_wire import (

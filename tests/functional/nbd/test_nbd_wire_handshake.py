@@ -5,7 +5,7 @@ import struct
 import pytest
 
 from evs_driver import exception
-from evs_driver.nbd import FileDevice
+from evs_driver.filedev import FileDevice
 from tests.functional.nbd.nbd_wire import (
     DISK_SIZE,
     IHAVEOPT,

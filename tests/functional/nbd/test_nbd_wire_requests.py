@@ -12,7 +12,8 @@ import threading
 import pytest
 
 from evs_driver import exception
-from evs_driver.nbd import FileDevice, Limits, NBDServer
+from evs_driver.filedev import FileDevice
+from evs_driver.nbd import Limits, NBDServer
 from tests.functional.nbd.nbd_wire import (
     CMD_DISC,
     CMD_FLUSH,

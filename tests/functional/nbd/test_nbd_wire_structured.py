@@ -9,7 +9,8 @@ import struct
 
 import pytest
 
-from evs_driver.nbd import FileDevice, Limits, NBDServer, metacontext
+from evs_driver.filedev import FileDevice
+from evs_driver.nbd import Limits, NBDServer, metacontext
 from evs_driver.nbd.metacontext import MetaContext
 from tests.functional.nbd.nbd_wire import (
     CMD_BLOCK_STATUS,

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from evs_driver import exception
-from evs_driver.nbd import FileDevice
+from evs_driver.filedev import FileDevice
 from evs_driver.nbd.metacontext import MAX_EXTENTS
 
 SIZE = 1024 * 1024
