@@ -15,8 +15,7 @@ from evs_driver.backends import base
 from evs_driver.blockdev import DeviceBase
 from evs_driver.conf import backend_option_error
 from evs_driver.conf.opts import backend_opts
-from evs_driver.exporter import Exporter, NoServiceExporter
-from evs_driver.interface import VolumeDriver
+from evs_driver.interface import Exporter, VolumeDriver
 from evs_driver.units import GiB
 
 LOG = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ class EVSDriver(VolumeDriver):
         self.configuration = configuration
         if hasattr(configuration, "append_config_values"):
             configuration.append_config_values(backend_opts())
-        self.exporter = exporter or NoServiceExporter()
+        self.exporter = exporter or _NoServiceExporter()
         self.backend: base.Backend | None = None
         self._stats: dict = {}
 
@@ -263,3 +262,21 @@ class EVSDriver(VolumeDriver):
     def check(self) -> base.CheckReport:
         """The backend's consistency check."""
         return self.backend.check()
+
+
+class _NoServiceExporter(Exporter):
+    """No exporter given (the embedded ``evs``, Cinder): attaching says what is missing."""
+
+    def export(
+        self,
+        backend,
+        device_id: str,
+        read_only: bool,
+        listen: dict | None = None,
+        name: str | None = None,
+    ) -> dict:
+        """Always fails: serving a volume needs the long-running ``evs-volume`` service."""
+        raise exception.AttachNeedsService(name=device_id)
+
+    def unexport(self, device_id: str) -> None:
+        """Nothing is served, so nothing to stop."""

@@ -17,6 +17,39 @@ from evs_driver.blockdev import DeviceBase
 Progress = Callable[[int, int], None]
 
 
+class Exporter(abc.ABC):
+    """Makes a backend device reachable by a host and forgets it again: the seam between
+    a driver and what serves its devices (the service's NBD exporter)."""
+
+    @abc.abstractmethod
+    def export(
+        self,
+        backend,
+        device_id: str,
+        read_only: bool,
+        listen: dict | None = None,
+        name: str | None = None,
+    ) -> dict:
+        """Serve ``device_id`` of ``backend``; return connection data (host, port, export name).
+
+        ``listen`` picks the address (``{"socket": PATH}`` or ``{"host": H, "port": N}``);
+        ``name`` is a second export name (the device's own name, unique to it).
+        """
+
+    @abc.abstractmethod
+    def unexport(self, device_id: str) -> None:
+        """Stop serving ``device_id``; a device not served is not an error."""
+
+    def served(self, device_id: str) -> dict | None:
+        """Connection info of ``device_id``'s export (with its ``connections`` count), None
+        when it is not served."""
+        return None
+
+    def exports(self) -> list[dict]:
+        """Connection info of every export, with its connection count."""
+        return []
+
+
 class VolumeDriver(abc.ABC):
     """One backend group's volumes and redirect-on-write snapshots."""
 

@@ -6,7 +6,7 @@ from stevedore import driver as stevedore_driver
 from stevedore.exception import NoMatches
 
 from evs_driver.conf import BackendConf
-from evs_driver.exporter import Exporter
+from evs_driver.interface import Exporter
 
 DRIVER_NAMESPACE = "evs_driver.volume_drivers"
 

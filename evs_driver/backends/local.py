@@ -296,7 +296,6 @@ def _allocated(directory: str) -> int:
     return total
 
 
-
 class _PoolDevice(PoolDevice):
     """A pool device that keeps the backend's pool open while it is in use."""
 

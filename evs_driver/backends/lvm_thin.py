@@ -23,7 +23,8 @@ from evs_driver.backends import base
 from evs_driver.backends.lvm import report
 from evs_driver.backends.lvm.device import RawDevice
 from evs_driver.backends.lvm.executor import LvmExecutor
-from evs_driver.backends.lvm.naming import REVERT_PREFIX, TAG_ORIGIN, TAG_REVERT, Naming, dm_name
+from evs_driver.backends.lvm.inspect import ThinPoolInspector
+from evs_driver.backends.lvm.naming import REVERT_PREFIX, TAG_ORIGIN, TAG_REVERT, Naming
 from evs_driver.conf import backend_option_error
 
 
@@ -55,6 +56,9 @@ class LvmThinBackend(base.Backend):
             conf.lvm_root_helper,
             conf.lvm_command_timeout,
             conf.lvm_command_retries,
+        )
+        self._inspect = ThinPoolInspector(
+            self.lvm, self.vg, self.pool, self.naming, self.backend_name
         )
         vg = self._vg()
         self.extent_size = vg.extent_size
@@ -325,77 +329,16 @@ class LvmThinBackend(base.Backend):
         lv = self._find(device_id)
         if lv is None:
             raise exception.NotFound(kind="Volume or snapshot", name=device_id)
-        mapped, exclusive = self._thin_usage().get(lv.thin_id, (0, 0))
+        mapped, exclusive = self._inspect.thin_usage().get(lv.thin_id, (0, 0))
         return base.DeviceUsage(size=lv.size, mapped_bytes=mapped, exclusive_bytes=exclusive)
-
-    def _tpool(self) -> str:
-        """The dm name of the pool's thin-pool target (``-tpool`` while thin LVs are active)."""
-        out = self.lvm.run("dmsetup", "status", "--target", "thin-pool")
-        base_name = dm_name(self.vg, self.pool)
-        names = [line.split(":", 1)[0] for line in out.splitlines() if ":" in line]
-        for candidate in (base_name + "-tpool", base_name):
-            if candidate in names:
-                return candidate
-        raise exception.BackendError(
-            backend=self.backend_name, reason=f"thin pool {self.vg}/{self.pool} is not active"
-        )
-
-    def _thin_usage(self) -> dict[int, tuple[int, int]]:
-        """(mapped, exclusive) bytes of each thin device, from a metadata snapshot of the pool.
-
-        Reserving the snapshot commits the pool's transaction first, so it is current.
-        """
-        tpool = self._tpool()
-        self.lvm.run("dmsetup", "message", tpool, "0", "reserve_metadata_snap")
-        try:
-            out = self.lvm.run(
-                "thin_ls", "--metadata-snap", "--no-headers", "-o", "DEV,MAPPED_BYTES,EXCLUSIVE_BYTES",
-                f"/dev/mapper/{dm_name(self.vg, self.pool)}_tmeta",
-            )  # fmt: skip
-        finally:
-            self.lvm.run("dmsetup", "message", tpool, "0", "release_metadata_snap")
-        return report.parse_thin_ls(out)
 
     def pool_stats(self) -> base.PoolStats:
         """Pool capacity; free space is bounded by both data and metadata still free."""
-        lvs = self._lvs()
-        pool = next((lv for lv in lvs if lv.name == self.pool), None)
-        if pool is None:
-            raise exception.BackendError(
-                backend=self.backend_name, reason=f"thin pool {self.vg}/{self.pool} is missing"
-            )
-        thin = [lv for lv in lvs if lv.segtype == "thin" and lv.pool == self.pool]
-        kinds = [self.naming.kind_of(lv.name) for lv in thin]
-        return pool_stats_from(pool, thin, kinds)
+        return self._inspect.stats(self._lvs())
 
     def check(self) -> base.CheckReport:
         """Pool health from LVM and the kernel, and interrupted reverts waiting for recover()."""
-        problems = []
-        lvs = self._lvs()
-        pool = next((lv for lv in lvs if lv.name == self.pool), None)
-        if pool is None or pool.segtype != "thin-pool":
-            return base.CheckReport((f"thin pool {self.vg}/{self.pool} is missing",), "")
-        if pool.health != "-":
-            problems.append(f"thin pool health attribute is {pool.health!r} (lv_attr {pool.attr})")
-        line = self.lvm.run("dmsetup", "status", self._tpool())
-        status = report.parse_pool_status(line)
-        if status.failed:
-            problems.append("the kernel reports the thin pool as failed")
-        elif status.mode != "rw":
-            problems.append(f"the thin pool is in {status.mode} mode")
-        if status.needs_check:
-            problems.append("the thin pool's metadata needs thin_check (needs_check flag set)")
-        for lv in lvs:
-            if lv.name.startswith(REVERT_PREFIX) or lv.tag_value(TAG_REVERT):
-                problems.append(f"interrupted revert left {lv.name}; recover() settles it")
-        thin = [lv for lv in lvs if lv.segtype == "thin" and lv.pool == self.pool]
-        stats = pool_stats_from(pool, thin, [self.naming.kind_of(lv.name) for lv in thin])
-        summary = (
-            f"{self.vg}/{self.pool}: {stats.volume_count} volumes, {stats.snapshot_count} "
-            f"snapshots, data {pool.data_percent or 0:.2f}%, "
-            f"metadata {pool.metadata_percent or 0:.2f}%"
-        )
-        return base.CheckReport(tuple(problems), summary)
+        return self._inspect.check(self._lvs())
 
     # -- data path -------------------------------------------------------------------
     def open_device(self, device_id: str, writable: bool) -> RawDevice:
@@ -442,33 +385,6 @@ class LvmThinBackend(base.Backend):
         lv = self._require_lv(self.naming.volume(device_id))
         self._activate(lv)
         return {"device_path": self.naming.path(lv.name)}
-
-
-def pool_stats_from(
-    pool: report.LvInfo,
-    thin: list[report.LvInfo],
-    kinds: list[tuple[str, str] | None],
-) -> base.PoolStats:
-    """Compute ``PoolStats`` from the pool's and its thin LVs' report rows.
-
-    LVM sizes a pool's metadata to map all of its data, so the fraction of metadata still
-    free bounds the fraction of the pool that can still be mapped: free space reaches zero
-    when either data or metadata is exhausted.
-    """
-    total = pool.size
-    data_free = total - round(total * (pool.data_percent or 0.0) / 100)
-    meta_size = pool.metadata_size or 0
-    meta_used = round(meta_size * (pool.metadata_percent or 0.0) / 100)
-    meta_bound = round(total * (1 - (pool.metadata_percent or 0.0) / 100))
-    return base.PoolStats(
-        total_bytes=total,
-        free_bytes=max(0, min(data_free, meta_bound)),
-        provisioned_bytes=sum(lv.size for lv in thin),
-        volume_count=sum(1 for k in kinds if k and k[0] == "volume"),
-        snapshot_count=sum(1 for k in kinds if k and k[0] == "snapshot"),
-        metadata_bytes=meta_size,
-        metadata_free_bytes=meta_size - meta_used,
-    )
 
 
 def _check_size(size: int) -> None:

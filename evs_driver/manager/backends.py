@@ -20,8 +20,7 @@ from oslo_log import log as logging
 
 from evs_driver import exception
 from evs_driver.conf import BackendConf
-from evs_driver.exporter import Exporter
-from evs_driver.interface import VolumeDriver
+from evs_driver.interface import Exporter, VolumeDriver
 from evs_driver.loader import load_driver
 from evs_driver.locking import BackendLock
 

@@ -19,8 +19,7 @@ from oslo_log import log as logging
 from evs_driver import catalog as cat
 from evs_driver import exception, fileio, recovery, rules
 from evs_driver.conf import option_error, validate
-from evs_driver.exporter import Exporter
-from evs_driver.interface import VolumeDriver
+from evs_driver.interface import Exporter, VolumeDriver
 from evs_driver.locking import OwnerToken
 from evs_driver.manager.backends import BackendSet
 

@@ -21,7 +21,7 @@ from oslo_log import log as logging
 from evs_driver import exception
 from evs_driver.conf import option_error, read_group
 from evs_driver.conf.nbd import NBD_GROUP, NBD_OPTS, register_nbd_opts
-from evs_driver.exporter import Exporter
+from evs_driver.interface import Exporter
 from evs_driver.nbd import Limits, NBDServer, Slots, tls
 
 LOG = logging.getLogger(__name__)

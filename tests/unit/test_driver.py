@@ -8,7 +8,7 @@ import pytest
 from evs_driver import exception
 from evs_driver.conf import BackendConf
 from evs_driver.driver import EVSDriver
-from evs_driver.exporter import Exporter
+from evs_driver.interface import Exporter
 from tests.unit.test_conf import make_conf
 
 GiB = 1024**3

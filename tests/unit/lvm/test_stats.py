@@ -4,8 +4,8 @@ import dataclasses
 import pathlib
 
 from evs_driver.backends.lvm import report
+from evs_driver.backends.lvm.inspect import pool_stats_from
 from evs_driver.backends.lvm.naming import Naming
-from evs_driver.backends.lvm_thin import pool_stats_from
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 NAMING = Naming("evs-smoke", "volume-", "_snapshot-")
