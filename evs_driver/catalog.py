@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 
@@ -254,58 +255,115 @@ class Txn:
         self._db.execute(f"DELETE FROM {table} WHERE id = ?", (record.id,))
 
 
-class Catalog:
-    """The SQLite catalog file under the state path."""
+# SQLite's primary result codes that call for their own message.
+_READONLY, _IOERR, _CORRUPT, _CANTOPEN, _FULL, _NOTADB = 8, 10, 11, 14, 13, 26
 
-    def __init__(self, path: str):
+
+class Catalog:
+    """The SQLite catalog file under the state path: one connection, shared by the threads
+    of this process (serialized here; other processes are SQLite's to serialize).
+
+    ``transaction()`` may write: IMMEDIATE, committed with a sync (synchronous=FULL), so a
+    change that returned survives a power cut. ``reading()`` only reads: a deferred
+    transaction that takes no write lock and syncs nothing.
+    """
+
+    def __init__(self, path: str, used_before: bool = False):
+        """``used_before``: the state path holds other state, so a catalog file cut to
+        nothing is damage, not a new catalog (which is empty only for an instant)."""
         self.path = path
+        self._lock = threading.RLock()
+        if used_before and _empty(path) and _empty(path + "-wal"):
+            raise exception.CatalogError(path=path, reason=_DAMAGED)
         try:
             fileio.private_dir(os.path.dirname(os.path.abspath(path)))
             # SQLite gives its -wal and -shm files the mode of the database file.
             fileio.create_private(path)
         except OSError as exc:
-            raise exception.ConfigError(
-                reason=f"cannot create the catalog directory for {path} (state_path): {exc}"
-            ) from exc
-        db = self._connect()
+            raise exception.CatalogError(path=path, reason=f"cannot create it: {exc}") from exc
+        self._db = self._connect()
         try:
-            db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise exception.ConfigError(
-                reason=f"cannot use the catalog {path} (state_path): {exc}"
-            ) from exc
-        finally:
-            db.close()
+            with self._errors("set up"):
+                if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                    raise exception.CatalogError(path=path, reason=_DAMAGED)
+                tables = self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                if not tables:  # a new catalog; an existing one is not written at all
+                    self._db.executescript(_SCHEMA)
+        except BaseException:
+            self._db.close()
+            raise
 
     def _connect(self) -> sqlite3.Connection:
-        try:
-            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise exception.ConfigError(
-                reason=f"cannot open the catalog {self.path} (state_path): {exc}"
-            ) from exc
+        with self._errors("open"):
+            db = sqlite3.connect(
+                self.path, timeout=60, isolation_level=None, check_same_thread=False
+            )
         db.row_factory = sqlite3.Row
         try:
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = FULL")
-        except sqlite3.Error as exc:
+            with self._errors("open"):
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")
+        except BaseException:
             db.close()
-            raise exception.ConfigError(
-                reason=f"cannot use the catalog {self.path} (state_path): {exc}"
-            ) from exc
+            raise
         return db
+
+    def close(self) -> None:
+        """Close the connection (a closed catalog refuses further use)."""
+        with self._lock:
+            self._db.close()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Txn]:
-        """One IMMEDIATE transaction: committed on success, rolled back on error."""
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        """One IMMEDIATE transaction: committed (and synced) on success, rolled back on error."""
+        with self._lock, self._errors("write"):
+            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield Txn(db)
+                yield Txn(self._db)
             except BaseException:
-                db.execute("ROLLBACK")
+                self._db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
-        finally:
-            db.close()
+            self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Txn]:
+        """One read-only transaction: a consistent view, no write lock, nothing synced."""
+        with self._lock, self._errors("read"):
+            self._db.execute("BEGIN DEFERRED")
+            try:
+                yield Txn(self._db)
+            finally:
+                self._db.execute("ROLLBACK")
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """SQLite's errors as ``CatalogError`` naming the file and what to do."""
+        try:
+            yield
+        except sqlite3.ProgrammingError:
+            raise  # a bug of ours, not the file's
+        except sqlite3.DatabaseError as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            reason = {
+                _FULL: "the file system is full; free space there and retry",
+                _READONLY: "it is read-only; make the state path and its files writable by "
+                "the service's user",
+                _CANTOPEN: "it cannot be opened; check the state path and its permissions",
+                _CORRUPT: _DAMAGED,
+                _NOTADB: _DAMAGED,
+            }.get(code, f"{action} failed: {exc}")
+            error = exception.CatalogFull if code == _FULL else exception.CatalogError
+            raise error(path=self.path, reason=reason) from exc
+
+
+_DAMAGED = (
+    "it is damaged (not an SQLite database, or its pages fail a check); restore it from a "
+    "backup. It was not changed."
+)
+
+
+def _empty(path: str) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except FileNotFoundError:
+        return True

@@ -88,6 +88,14 @@ class ConfigError(EVSError):
     code = errno.EINVAL
 
 
+class CatalogError(ConfigError):
+    message = "The catalog %(path)s (under state_path) cannot be used: %(reason)s"
+
+
+class CatalogFull(CatalogError):
+    code = errno.ENOSPC
+
+
 class BackendError(EVSError):
     message = "Backend %(backend)s failed: %(reason)s"
 

@@ -20,7 +20,7 @@ LOG = logging.getLogger(__name__)
 
 
 def _abandoned(manager, table: str, statuses, backend: str | None = None) -> list:
-    with manager.catalog.transaction() as txn:
+    with manager.catalog.reading() as txn:
         records = txn.in_status(table, statuses)
     return [
         r
@@ -125,7 +125,7 @@ def _snapshot_outcome(driver, snapshot) -> dict | None:
 
 def check(manager) -> dict[str, list[str]]:
     """Problems per backend: the backend's check, missing devices, count mismatches, stuck rows."""
-    with manager.catalog.transaction() as txn:
+    with manager.catalog.reading() as txn:
         volumes, snapshots = txn.volumes(), txn.snapshots()
     problems: dict[str, list[str]] = {}
     for name in manager.drivers:

@@ -22,6 +22,10 @@ class KnownPools:
         self.path = os.path.join(state_path, FILE_NAME)
         self._lock = FileLock(self.path + ".lock", timeout=30, what=self.path)
 
+    def exist(self) -> bool:
+        """True once this state path has made (or found) a pool."""
+        return os.path.exists(self.path)
+
     def knows(self, pool_path: str) -> bool:
         """True when a pool was created (or found) at ``pool_path`` before."""
         return pool_path in self._read()

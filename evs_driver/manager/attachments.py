@@ -53,7 +53,7 @@ class AttachOperations(ManagerBase):
     def detach_volume(self, ref: str, connector: dict) -> cat.Volume:
         """End a volume's connection (its clients are disconnected) and make it available
         again; a volume that is not attached is fine."""
-        with self.catalog.transaction() as txn:
+        with self.catalog.reading() as txn:
             volume = self._find(txn, "volume", ref)
         if volume.status == "available" and self.served(volume) is None:
             return volume  # already detached: a second unserve succeeds
@@ -129,7 +129,7 @@ class AttachOperations(ManagerBase):
 
     def _release_dead_attachments(self) -> None:
         """Make volumes attached by a manager that died available: their exports died too."""
-        with self.catalog.transaction() as txn:
+        with self.catalog.reading() as txn:
             attached = txn.in_status("volumes", ("in-use",))
         for volume in attached:
             task = volume.task or {}

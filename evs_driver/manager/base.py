@@ -18,6 +18,7 @@ from oslo_log import log as logging
 
 from evs_driver import catalog as cat
 from evs_driver import exception, fileio, recovery, rules
+from evs_driver.backends.known_pools import KnownPools
 from evs_driver.conf import option_error, validate
 from evs_driver.interface import Exporter, VolumeDriver
 from evs_driver.locking import OwnerToken
@@ -34,7 +35,10 @@ class ManagerBase:
         self.conf = conf
         validate(conf)
         self.state_path = self._state_path()
-        self.catalog = cat.Catalog(os.path.join(self.state_path, "catalog.sqlite"))
+        self.catalog = cat.Catalog(
+            os.path.join(self.state_path, "catalog.sqlite"),
+            used_before=KnownPools(self.state_path).exist(),
+        )
         self.owner = OwnerToken(os.path.join(self.state_path, "owners"))
         self.drivers: BackendSet | None = None
         self.exporter = exporter
@@ -76,6 +80,7 @@ class ManagerBase:
                 self.drivers.close()
         finally:
             self.owner.close()
+            self.catalog.close()
 
     def _release_dead_attachments(self) -> None:
         """Defined by the attachments operations."""
@@ -148,6 +153,8 @@ class ManagerBase:
 
     # -- lookups ------------------------------------------------------------------------------
     def _find(self, txn: cat.Txn, kind: str, ref: str):
+        if not isinstance(ref, str) or not ref:
+            raise exception.InvalidInput(reason=f"a {kind} is named by its id or name, not {ref!r}")
         get, query = (
             (txn.volume, txn.volumes) if kind == "volume" else (txn.snapshot, txn.snapshots)
         )
@@ -196,22 +203,22 @@ class ManagerBase:
 
     def get_volume(self, ref: str) -> cat.Volume:
         """A volume by id or unique name."""
-        with self.catalog.transaction() as txn:
+        with self.catalog.reading() as txn:
             return self._find(txn, "volume", ref)
 
     def get_snapshot(self, ref: str) -> cat.Snapshot:
         """A snapshot by id or unique name."""
-        with self.catalog.transaction() as txn:
+        with self.catalog.reading() as txn:
             return self._find(txn, "snapshot", ref)
 
     def list_volumes(self) -> list[cat.Volume]:
         """Every volume, oldest first."""
-        with self.catalog.transaction() as txn:
+        with self.catalog.reading() as txn:
             return txn.volumes()
 
     def list_snapshots(self, volume: str | None = None) -> list[cat.Snapshot]:
         """Every snapshot, or those of one volume (id or name), oldest first."""
-        with self.catalog.transaction() as txn:
+        with self.catalog.reading() as txn:
             if volume is None:
                 return txn.snapshots()
             return txn.snapshots(volume_id=self._find(txn, "volume", volume).id)

@@ -35,7 +35,7 @@ class DataOperations(ManagerBase):
 
     def _data_record(self, kind: str, record_id: str, expected, action: str):
         # Checked under the backend lock: a racing delete waits for the copy to end.
-        with self.catalog.transaction() as txn:
+        with self.catalog.reading() as txn:
             record = self._find(txn, kind, record_id)
         rules.expect_status(kind.capitalize(), record, expected, action)
         return record

@@ -76,7 +76,7 @@ def test_control_socket_is_owner_only_and_answers_ping(service, state):
         (b'{"method": "volume_list", "kwargs": {"progress": 1}}\n', "not remote arguments"),
         (b'{"method": "volume_serve", "kwargs": {"volume": "v", "session": 1}}\n', "not remote"),
         (b'{"method": "volume_create", "kwargs": {"size": "big"}}\n', "whole number of GiB"),
-        (b'{"method": "volume_show", "args": [["x"]]}\n', "unexpected"),
+        (b'{"method": "volume_show", "args": [["x"]]}\n', "named by its id or name"),
     ],
 )
 def test_malformed_requests_get_error_replies_and_the_service_goes_on(
