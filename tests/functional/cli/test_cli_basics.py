@@ -50,7 +50,9 @@ def test_import_export_round_trip_is_sparse(tmp_path):
         f.write(b"tail!")
     evs_json(state, "volume", "create", "--size", "1", "--name", "v")
     result = evs_json(state, "volume", "import", "v", image)
-    assert result["data_bytes"] == 2 * 65536  # two non-zero 64 KiB grains; zeros skipped
+    # Only the file's data is written: what its extents hold (file-system blocks), at most
+    # the two 64 KiB grains the non-zero bytes touch; the holes are never even read.
+    assert 5005 <= result["data_bytes"] <= 2 * 65536
     evs_json(state, "snapshot", "create", "v", "--name", "s")
     out = tmp_path / "out.raw"
     evs_json(state, "snapshot", "export", "s", out)
