@@ -1,19 +1,25 @@
 """The pool's metadata file: SQLite as the transaction manager.
 
 Everything the engine changes in memory since the last commit is written here in one
-SQLite transaction (WAL journal, synchronous=FULL), so the file always holds one complete,
-consistent generation of the metadata: the last committed one.
+SQLite transaction (WAL journal), so the file always holds one complete, consistent
+generation of the metadata: the last committed one. SQLite never syncs (synchronous=OFF,
+no automatic checkpoint): ``sync`` makes the log durable through the I/O seam after each
+commit, and checkpoints (then syncs the database file) when the log has grown, so every
+durability decision goes through ``disk.Disk``.
 
 Invariants kept here:
 - a metadata file is checked, read-only, before it is opened for writing, so a damaged one
   is refused with the file named and is never changed by the failed open;
 - a new metadata file appears under its name only once complete (made aside, renamed);
+- the log is checkpointed only after it is synced, and the database file is synced before
+  the next transaction may restart the log, so no committed page exists only in memory;
 - every SQLite error leaves as an engine error naming the file: ``FileSystemFull`` when
   the file system is out of space, ``PoolCorrupt`` for damage, ``InvalidPool`` when the
   file cannot be written.
 """
 
 import contextlib
+import errno
 import functools
 import os
 import sqlite3
@@ -21,11 +27,14 @@ import urllib.parse
 
 from evs_driver import exception
 from evs_driver.rowstore import directory
+from evs_driver.rowstore.disk import REAL, Disk
 
 FORMAT_VERSION = 3  # 2: overlays; 3: the data file's identity (older pools are upgraded)
 
 _SQLITE_HEADER = b"SQLite format 3\0"
 _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 8, 10, 11, 13, 26
+#: Checkpoint once the log holds this much (SQLite's own default is 1000 pages).
+CHECKPOINT_BYTES = 8 << 20
 _RESTORE = (
     "it was left unchanged; restore the pool directory from a backup "
     "(keep the damaged file for analysis)"
@@ -70,32 +79,34 @@ def _mapped(method):
 class MetaStore:
     """One SQLite connection; callers serialize access (the pool's lock)."""
 
-    def __init__(self, path: str, pool_path: str, page_size: int | None = None):
+    def __init__(self, path: str, pool_path: str, page_size: int | None = None, disk: Disk = REAL):
         """Open a metadata file that ``validate`` accepted (``page_size``: a new, empty one)."""
         self.path = path
         self.pool_path = pool_path
+        self._disk = disk
         with self.errors():
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             if page_size:
                 self.db.execute(f"PRAGMA page_size={int(page_size)}")
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA synchronous=OFF")
+            self.db.execute("PRAGMA wal_autocheckpoint=0")
 
     @classmethod
-    def open(cls, path: str, pool_path: str) -> "MetaStore":
+    def open(cls, path: str, pool_path: str, disk: Disk = REAL) -> "MetaStore":
         """Check the file without writing it, then open it for writing."""
         validate(path, pool_path)
-        return cls(path, pool_path)
+        return cls(path, pool_path, disk=disk)
 
     @classmethod
-    def create(cls, path: str, pool_path: str, settings: dict) -> None:
+    def create(cls, path: str, pool_path: str, settings: dict, disk: Disk = REAL) -> None:
         """Write a new metadata file holding the schema and ``settings``."""
         partial = path + ".new"
         for stale in (partial, *(partial + side for side in ("-wal", "-shm"))):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(stale)
         os.close(directory.create_private_file(partial))
-        meta = cls(partial, pool_path, page_size=8192)
+        meta = cls(partial, pool_path, page_size=8192, disk=disk)
         try:
             with meta.transaction():
                 meta._create_tables()
@@ -104,12 +115,51 @@ class MetaStore:
                     [("format_version", FORMAT_VERSION), *settings.items()],
                 )
         finally:
-            meta.close()  # the last connection: the log is folded in and removed
+            meta.close()  # checkpointed and synced; SQLite then removes the log
         os.rename(partial, path)
         directory.sync_directory(pool_path)
 
     def close(self) -> None:
-        self.db.close()
+        """Checkpoint and sync the database file, then close (SQLite removes the log)."""
+        try:
+            self.checkpoint()
+        finally:
+            # Closing checkpoints again and removes the log: if ours failed, SQLite must
+            # sync the database file itself before it does.
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("PRAGMA synchronous=FULL")
+            self.db.close()
+
+    def sync(self) -> None:
+        """Make every committed transaction durable; checkpoint when the log is large."""
+        self._sync_file(self.path + "-wal")
+        try:
+            log_bytes = os.path.getsize(self.path + "-wal")
+        except FileNotFoundError:
+            return
+        if log_bytes >= CHECKPOINT_BYTES:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Copy the synced log into the database file and sync it, before the log restarts."""
+        if not os.path.exists(self.path + "-wal"):
+            return
+        self._sync_file(self.path + "-wal")
+        with self.errors():
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        self._sync_file(self.path)
+
+    def _sync_file(self, path: str) -> None:
+        try:
+            self._disk.sync_path(path)
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise exception.FileSystemFull(
+                    pool=self.pool_path, detail=f"metadata file {path}: {err.strerror}"
+                ) from err
+            raise exception.EVSError(
+                f"I/O error on {path} of pool {self.pool_path}: {err}"
+            ) from err
 
     def upgrade(self, settings: dict) -> None:
         """Bring an older pool's schema up to this version, storing ``settings`` with it."""
@@ -119,6 +169,7 @@ class MetaStore:
                 "INSERT OR REPLACE INTO pool (key, value) VALUES (?, ?)",
                 [*settings.items(), ("format_version", FORMAT_VERSION)],
             )
+        self.sync()
 
     @_mapped
     def format_version(self) -> int:
@@ -186,7 +237,7 @@ class MetaStore:
 
     # -- the commit ---------------------------------------------------------------------
     def save(self, change: "Change") -> None:
-        """Write one generation of changes atomically."""
+        """Write one generation of changes atomically (durable once ``sync`` returns)."""
         with self.transaction():
             db = self.db
             db.executemany("DELETE FROM nodes WHERE id = ?", ((i,) for i in change.deleted_nodes))

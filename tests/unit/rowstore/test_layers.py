@@ -10,6 +10,7 @@ LAYERS = [
     "overlays",
     "geometry",
     "rwlock",
+    "disk",
     "directory",
     "lockfile",
     "chunkstore",
