@@ -36,7 +36,7 @@ from evs_driver.rowstore.discard import Discarder
 from evs_driver.rowstore.disk import REAL, Disk
 from evs_driver.rowstore.geometry import DEFAULT_BITS, DEFAULT_CHUNK_SIZE, Geometry
 from evs_driver.rowstore.lockfile import PoolLock
-from evs_driver.rowstore.metastore import FORMAT_VERSION, MetaStore
+from evs_driver.rowstore.metastore import FORMAT_VERSION, MetaStore, new_pool_settings
 from evs_driver.rowstore.nodes import NodeStore
 from evs_driver.rowstore.overlays import Overlays
 from evs_driver.rowstore.readpath import ReadPath
@@ -109,22 +109,7 @@ class Pool:
             # The data file first: the metadata, which makes this a pool, names it.
             data_path = os.path.join(path, directory.DATA_FILE)
             ChunkStore.create(data_path, chunk_size, geometry.capacity_chunks, pool_id, disk)
-            MetaStore.create(
-                meta_path,
-                path,
-                {
-                    "chunk_size": chunk_size,
-                    "node_bits": node_bits,
-                    "capacity_chunks": geometry.capacity_chunks,
-                    "data_high_water": 0,
-                    "node_high_water": 0,
-                    "next_device_id": 1,
-                    "clean": 1,
-                    "created_at": time.time(),
-                    "pool_id": pool_id,
-                },
-                disk,
-            )
+            MetaStore.create(meta_path, path, new_pool_settings(geometry, pool_id), disk)
         finally:
             lock.release()
         return cls(path, commit_interval, background, disk)

@@ -14,6 +14,7 @@ LAYERS = [
     "directory",
     "lockfile",
     "chunkstore",
+    "metafile",
     "metastore",
     "spacemap",
     "nodes",
