@@ -14,8 +14,9 @@ import os
 import struct
 import uuid
 
-from evs_driver import exception, fileio
+from evs_driver import exception
 from evs_driver.rowstore import directory
+from evs_driver.rowstore.disk import REAL, Disk
 
 IDENTITY_BYTES = 4096
 _IDENTITY = struct.Struct("<16s16sQQ")  # magic, pool uuid, chunk size, capacity in chunks
@@ -32,15 +33,18 @@ def new_pool_id() -> str:
 class ChunkStore:
     """Positional I/O on the data file, in chunk units."""
 
-    def __init__(self, path: str, chunk_size: int, capacity_chunks: int, pool_name: str):
+    def __init__(
+        self, path: str, chunk_size: int, capacity_chunks: int, pool_name: str, disk: Disk = REAL
+    ):
         """Open the data file of a pool; ``verify_identity`` or ``stamp`` before use."""
         self.path = path
+        self._disk = disk
         self.chunk_size = chunk_size
         self.capacity_chunks = capacity_chunks
         self.pool_name = pool_name
         self.file_size = capacity_chunks * chunk_size + IDENTITY_BYTES
         try:
-            self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            self.fd = disk.open(path, os.O_RDWR)
         except FileNotFoundError:
             raise self._damaged(f"its data file {path} is missing; {_RESTORE}") from None
         self._inode = _identity_of(os.fstat(self.fd))
@@ -51,21 +55,19 @@ class ChunkStore:
         self._can_punch = True
 
     @classmethod
-    def create(cls, path: str, chunk_size: int, capacity_chunks: int, pool_id: str) -> None:
+    def create(
+        cls, path: str, chunk_size: int, capacity_chunks: int, pool_id: str, disk: Disk = REAL
+    ) -> None:
         """Make a new, empty (sparse) data file stamped with ``pool_id``; durable on return."""
-        fd = directory.create_private_file(path)
+        os.close(directory.create_private_file(path))
+        store = cls(path, chunk_size, capacity_chunks, os.path.dirname(path), disk)
         try:
-            os.ftruncate(fd, capacity_chunks * chunk_size)
-        finally:
-            os.close(fd)
-        store = cls(path, chunk_size, capacity_chunks, os.path.dirname(path))
-        try:
-            store.stamp(pool_id)
+            store.stamp(pool_id, new=True)
         finally:
             store.close()
 
     def close(self) -> None:
-        os.close(self.fd)
+        self._disk.close(self.fd)
 
     # -- identity ---------------------------------------------------------------------
     def _identity_block(self, pool_id: str) -> bytes:
@@ -74,12 +76,12 @@ class ChunkStore:
         )
         return packed + bytes(IDENTITY_BYTES - len(packed))
 
-    def stamp(self, pool_id: str) -> None:
+    def stamp(self, pool_id: str, new: bool = False) -> None:
         """Size the file and write its identity block (new pools, and older pools' upgrade)."""
         size = os.fstat(self.fd).st_size
-        if size < self.capacity_chunks * self.chunk_size:
+        if not new and size < self.capacity_chunks * self.chunk_size:
             raise self._damaged(self._size_problem(size))
-        os.ftruncate(self.fd, self.file_size)
+        self._disk.truncate(self.fd, self.file_size)
         self.write(self.capacity_chunks * self.chunk_size, self._identity_block(pool_id))
         self.sync()
 
@@ -140,19 +142,19 @@ class ChunkStore:
 
     def write(self, position: int, data) -> None:
         try:
-            done = os.pwrite(self.fd, data, position)
+            done = self._disk.pwrite(self.fd, data, position)
             while done < len(data):
-                done += os.pwrite(self.fd, memoryview(data)[done:], position + done)
+                done += self._disk.pwrite(self.fd, memoryview(data)[done:], position + done)
         except OSError as err:
             raise self._error(err) from err
 
     def zero(self, position: int, length: int) -> None:
         """Make a byte range read as zeros, giving its space back to the file system."""
         try:
-            if self._can_punch and fileio.punch_hole(self.fd, position, length):
+            if self._can_punch and self._disk.punch_hole(self.fd, position, length):
                 return
             self._can_punch = False
-            fileio.write_zeros(self.fd, position, length)
+            self._disk.write_zeros(self.fd, position, length)
         except OSError as err:
             raise self._error(err) from err
 
@@ -164,7 +166,7 @@ class ChunkStore:
     def sync(self) -> None:
         """Make every write that returned durable (``FileSystemFull`` on ENOSPC)."""
         try:
-            os.fdatasync(self.fd)
+            self._disk.fdatasync(self.fd)
         except OSError as err:
             raise self._error(err) from err
 

@@ -1,35 +1,37 @@
 """The pool's metadata file: SQLite as the transaction manager.
 
 Everything the engine changes in memory since the last commit is written here in one
-SQLite transaction (WAL journal, synchronous=FULL), so the file always holds one complete,
-consistent generation of the metadata: the last committed one.
+SQLite transaction (WAL journal), so the file always holds one complete, consistent
+generation of the metadata: the last committed one. SQLite never syncs (synchronous=OFF,
+no automatic checkpoint): ``sync`` makes the log durable through the I/O seam after each
+commit, and checkpoints (then syncs the database file) when the log has grown, so every
+durability decision goes through ``disk.Disk``.
 
 Invariants kept here:
-- a metadata file is checked, read-only, before it is opened for writing, so a damaged one
-  is refused with the file named and is never changed by the failed open;
+- a metadata file is opened for writing only once ``metafile.validate`` accepted it, and
+  every SQLite error leaves as an engine error naming the file (``metafile.engine_error``);
 - a new metadata file appears under its name only once complete (made aside, renamed);
-- every SQLite error leaves as an engine error naming the file: ``FileSystemFull`` when
-  the file system is out of space, ``PoolCorrupt`` for damage, ``InvalidPool`` when the
-  file cannot be written.
+- the log is checkpointed only after it is synced, and the database file is synced before
+  the next transaction may restart the log, so no committed page exists only in memory.
 """
 
 import contextlib
+import errno
 import functools
 import os
 import sqlite3
-import urllib.parse
+import time
 
 from evs_driver import exception
 from evs_driver.rowstore import directory
+from evs_driver.rowstore.disk import REAL, Disk
+from evs_driver.rowstore.geometry import Geometry
+from evs_driver.rowstore.metafile import engine_error, validate
 
 FORMAT_VERSION = 3  # 2: overlays; 3: the data file's identity (older pools are upgraded)
 
-_SQLITE_HEADER = b"SQLite format 3\0"
-_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 8, 10, 11, 13, 26
-_RESTORE = (
-    "it was left unchanged; restore the pool directory from a backup "
-    "(keep the damaged file for analysis)"
-)
+#: Checkpoint once the log holds this much (SQLite's own default is 1000 pages).
+CHECKPOINT_BYTES = 8 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pool (key TEXT PRIMARY KEY, value NOT NULL);
@@ -56,6 +58,21 @@ CREATE TABLE IF NOT EXISTS overlays (
 DEVICE_COLUMNS = "id, name, kind, size, root, origin, mapped, created_at"
 
 
+def new_pool_settings(geometry: Geometry, pool_id: str) -> dict:
+    """The settings a new, empty pool starts with."""
+    return {
+        "chunk_size": geometry.chunk_size,
+        "node_bits": geometry.node_bits,
+        "capacity_chunks": geometry.capacity_chunks,
+        "data_high_water": 0,
+        "node_high_water": 0,
+        "next_device_id": 1,
+        "clean": 1,
+        "created_at": time.time(),
+        "pool_id": pool_id,
+    }
+
+
 def _mapped(method):
     """Run a read of the metadata with SQLite's errors turned into engine errors."""
 
@@ -70,32 +87,34 @@ def _mapped(method):
 class MetaStore:
     """One SQLite connection; callers serialize access (the pool's lock)."""
 
-    def __init__(self, path: str, pool_path: str, page_size: int | None = None):
+    def __init__(self, path: str, pool_path: str, page_size: int | None = None, disk: Disk = REAL):
         """Open a metadata file that ``validate`` accepted (``page_size``: a new, empty one)."""
         self.path = path
         self.pool_path = pool_path
+        self._disk = disk
         with self.errors():
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             if page_size:
                 self.db.execute(f"PRAGMA page_size={int(page_size)}")
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA synchronous=OFF")
+            self.db.execute("PRAGMA wal_autocheckpoint=0")
 
     @classmethod
-    def open(cls, path: str, pool_path: str) -> "MetaStore":
+    def open(cls, path: str, pool_path: str, disk: Disk = REAL) -> "MetaStore":
         """Check the file without writing it, then open it for writing."""
         validate(path, pool_path)
-        return cls(path, pool_path)
+        return cls(path, pool_path, disk=disk)
 
     @classmethod
-    def create(cls, path: str, pool_path: str, settings: dict) -> None:
+    def create(cls, path: str, pool_path: str, settings: dict, disk: Disk = REAL) -> None:
         """Write a new metadata file holding the schema and ``settings``."""
         partial = path + ".new"
         for stale in (partial, *(partial + side for side in ("-wal", "-shm"))):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(stale)
         os.close(directory.create_private_file(partial))
-        meta = cls(partial, pool_path, page_size=8192)
+        meta = cls(partial, pool_path, page_size=8192, disk=disk)
         try:
             with meta.transaction():
                 meta._create_tables()
@@ -104,12 +123,51 @@ class MetaStore:
                     [("format_version", FORMAT_VERSION), *settings.items()],
                 )
         finally:
-            meta.close()  # the last connection: the log is folded in and removed
+            meta.close()  # checkpointed and synced; SQLite then removes the log
         os.rename(partial, path)
         directory.sync_directory(pool_path)
 
     def close(self) -> None:
-        self.db.close()
+        """Checkpoint and sync the database file, then close (SQLite removes the log)."""
+        try:
+            self.checkpoint()
+        finally:
+            # Closing checkpoints again and removes the log: if ours failed, SQLite must
+            # sync the database file itself before it does.
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("PRAGMA synchronous=FULL")
+            self.db.close()
+
+    def sync(self) -> None:
+        """Make every committed transaction durable; checkpoint when the log is large."""
+        self._sync_file(self.path + "-wal")
+        try:
+            log_bytes = os.path.getsize(self.path + "-wal")
+        except FileNotFoundError:
+            return
+        if log_bytes >= CHECKPOINT_BYTES:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Copy the synced log into the database file and sync it, before the log restarts."""
+        if not os.path.exists(self.path + "-wal"):
+            return
+        self._sync_file(self.path + "-wal")
+        with self.errors():
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        self._sync_file(self.path)
+
+    def _sync_file(self, path: str) -> None:
+        try:
+            self._disk.sync_path(path)
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise exception.FileSystemFull(
+                    pool=self.pool_path, detail=f"metadata file {path}: {err.strerror}"
+                ) from err
+            raise exception.EVSError(
+                f"I/O error on {path} of pool {self.pool_path}: {err}"
+            ) from err
 
     def upgrade(self, settings: dict) -> None:
         """Bring an older pool's schema up to this version, storing ``settings`` with it."""
@@ -119,6 +177,7 @@ class MetaStore:
                 "INSERT OR REPLACE INTO pool (key, value) VALUES (?, ?)",
                 [*settings.items(), ("format_version", FORMAT_VERSION)],
             )
+        self.sync()
 
     @_mapped
     def format_version(self) -> int:
@@ -146,7 +205,7 @@ class MetaStore:
         try:
             yield
         except sqlite3.Error as err:
-            raise _engine_error(err, self.path, self.pool_path) from err
+            raise engine_error(err, self.path, self.pool_path) from err
 
     # -- reads ----------------------------------------------------------------------
     @_mapped
@@ -186,7 +245,7 @@ class MetaStore:
 
     # -- the commit ---------------------------------------------------------------------
     def save(self, change: "Change") -> None:
-        """Write one generation of changes atomically."""
+        """Write one generation of changes atomically (durable once ``sync`` returns)."""
         with self.transaction():
             db = self.db
             db.executemany("DELETE FROM nodes WHERE id = ?", ((i,) for i in change.deleted_nodes))
@@ -258,7 +317,7 @@ class _Transaction:
                 raise
         self._roll_back()
         if isinstance(exc, sqlite3.Error):
-            raise _engine_error(exc, self.meta.path, self.meta.pool_path) from exc
+            raise engine_error(exc, self.meta.path, self.meta.pool_path) from exc
         return False
 
     def _roll_back(self) -> None:
@@ -267,68 +326,3 @@ class _Transaction:
         if self.meta.db.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 self.meta.db.execute("ROLLBACK")
-
-
-def validate(path: str, pool_path: str) -> None:
-    """Refuse a missing, empty or damaged metadata file without writing to it."""
-    try:
-        with open(path, "rb") as file:
-            header = file.read(len(_SQLITE_HEADER))
-    except FileNotFoundError:
-        raise exception.InvalidPool(path=pool_path, reason=f"{path} is missing") from None
-    if not header:
-        raise exception.PoolCorrupt(path=pool_path, reason=f"{path} is empty (0 bytes); {_RESTORE}")
-    if header != _SQLITE_HEADER:
-        raise exception.PoolCorrupt(
-            path=pool_path,
-            reason=f"{path} is not an SQLite database (its header is damaged); {_RESTORE}",
-        )
-    uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
-    absent = [path + side for side in ("-wal", "-shm") if not os.path.exists(path + side)]
-    try:
-        db = sqlite3.connect(uri, uri=True, isolation_level=None)
-        try:
-            verdict = db.execute("PRAGMA quick_check").fetchall()
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-        finally:
-            db.close()
-    except sqlite3.Error as err:
-        raise _engine_error(err, path, pool_path) from err
-    finally:
-        # A read-only connection leaves an empty log and an index behind; the caller holds
-        # the pool's lock, so nothing else uses them.
-        for side in absent:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(side)
-    if verdict != [("ok",)]:
-        raise exception.PoolCorrupt(
-            path=pool_path, reason=f"{path} fails SQLite's check ({verdict[0][0]}); {_RESTORE}"
-        )
-    if not {"pool", "devices", "nodes", "refcounts", "garbage"} <= tables:
-        raise exception.PoolCorrupt(
-            path=pool_path, reason=f"{path} does not hold an evs pool's tables; {_RESTORE}"
-        )
-
-
-def _engine_error(err: sqlite3.Error, path: str, pool_path: str) -> exception.EVSError:
-    code = getattr(err, "sqlite_errorcode", 0) & 0xFF
-    if code == _SQLITE_FULL or (code == _SQLITE_IOERR and _out_of_space(pool_path)):
-        return exception.FileSystemFull(pool=pool_path, detail=f"metadata file {path}: {err}")
-    if code == _SQLITE_READONLY:
-        return exception.InvalidPool(
-            path=pool_path, reason=f"{path} cannot be written ({err}); make it writable"
-        )
-    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-        return exception.PoolCorrupt(path=pool_path, reason=f"{path}: {err}; {_RESTORE}")
-    return exception.EVSError(f"Metadata error on {path} of pool {pool_path}: {err}")
-
-
-def _out_of_space(pool_path: str) -> bool:
-    """True when the pool's file system has (almost) no space left: SQLite reports a failed
-    sync or extension as an I/O error without saying that ENOSPC caused it."""
-    try:
-        info = os.statvfs(pool_path)
-    except OSError:
-        return False
-    blocks = info.f_bfree if os.geteuid() == 0 else info.f_bavail
-    return blocks * info.f_frsize < 1 << 20

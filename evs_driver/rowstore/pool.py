@@ -33,9 +33,10 @@ from evs_driver.rowstore.control import ControlOperations
 from evs_driver.rowstore.datamap import DataMap
 from evs_driver.rowstore.devicetable import Device, DeviceInfo, DeviceTable
 from evs_driver.rowstore.discard import Discarder
+from evs_driver.rowstore.disk import REAL, Disk
 from evs_driver.rowstore.geometry import DEFAULT_BITS, DEFAULT_CHUNK_SIZE, Geometry
 from evs_driver.rowstore.lockfile import PoolLock
-from evs_driver.rowstore.metastore import FORMAT_VERSION, MetaStore
+from evs_driver.rowstore.metastore import FORMAT_VERSION, MetaStore, new_pool_settings
 from evs_driver.rowstore.nodes import NodeStore
 from evs_driver.rowstore.overlays import Overlays
 from evs_driver.rowstore.readpath import ReadPath
@@ -50,13 +51,21 @@ LOG = logging.getLogger(__name__)
 class Pool:
     """Volumes and snapshots in one directory. Use ``Pool.create`` or ``Pool.open``."""
 
-    def __init__(self, path: str, commit_interval: float = 1.0, background: bool = True):
+    def __init__(
+        self,
+        path: str,
+        commit_interval: float = 1.0,
+        background: bool = True,
+        disk: Disk = REAL,
+    ):
         """Open an existing pool (see ``open``).
 
         ``background=False`` runs no worker thread: metadata then commits only on flush and
         control operations, and garbage is collected only by ``collect`` (deterministic tests).
+        ``disk`` is the I/O seam every write and sync goes through (tests record it).
         """
         self.path = os.path.abspath(path)
+        self._disk = disk
         meta_path = os.path.join(self.path, directory.META_FILE)
         if not os.path.exists(meta_path):
             raise exception.InvalidPool(path=self.path, reason=f"{directory.META_FILE} is missing")
@@ -82,6 +91,7 @@ class Pool:
         commit_interval: float = 1.0,
         node_bits: int = DEFAULT_BITS,
         background: bool = True,
+        disk: Disk = REAL,
     ) -> "Pool":
         """Create a pool of ``capacity`` bytes (rounded down to whole chunks) in a new directory.
 
@@ -98,35 +108,23 @@ class Pool:
             pool_id = new_pool_id()
             # The data file first: the metadata, which makes this a pool, names it.
             data_path = os.path.join(path, directory.DATA_FILE)
-            ChunkStore.create(data_path, chunk_size, geometry.capacity_chunks, pool_id)
-            MetaStore.create(
-                meta_path,
-                path,
-                {
-                    "chunk_size": chunk_size,
-                    "node_bits": node_bits,
-                    "capacity_chunks": geometry.capacity_chunks,
-                    "data_high_water": 0,
-                    "node_high_water": 0,
-                    "next_device_id": 1,
-                    "clean": 1,
-                    "created_at": time.time(),
-                    "pool_id": pool_id,
-                },
-            )
+            ChunkStore.create(data_path, chunk_size, geometry.capacity_chunks, pool_id, disk)
+            MetaStore.create(meta_path, path, new_pool_settings(geometry, pool_id), disk)
         finally:
             lock.release()
-        return cls(path, commit_interval, background)
+        return cls(path, commit_interval, background, disk)
 
     @classmethod
-    def open(cls, path: str, commit_interval: float = 1.0, background: bool = True) -> "Pool":
+    def open(
+        cls, path: str, commit_interval: float = 1.0, background: bool = True, disk: Disk = REAL
+    ) -> "Pool":
         """Open a pool; ``PoolBusy`` when another process has it open."""
-        return cls(path, commit_interval, background)
+        return cls(path, commit_interval, background, disk)
 
     def _load(self, meta_path: str) -> None:
         directory.make_private(self.path)
         directory.require_writable(self.path)
-        self._meta = MetaStore.open(meta_path, self.path)
+        self._meta = MetaStore.open(meta_path, self.path, self._disk)
         try:
             version = self._meta.format_version()
             settings = self._meta.settings()
@@ -140,6 +138,7 @@ class Pool:
                 self._geometry.chunk_size,
                 self._geometry.capacity_chunks,
                 self.path,
+                self._disk,
             )
         except BaseException:
             self._meta.close()

@@ -5,7 +5,9 @@ the last commit; this module writes it as one SQLite transaction and tells each 
 stored. Invariants kept here:
 - data is synced before the metadata that maps it commits;
 - space freed in a transaction is reused only after it commits: freed nodes are recycled
-  and freed chunks zeroed and handed back only once the metadata no longer points at them;
+  once SQLite has the transaction (its log keeps transactions in order), and freed chunks
+  are zeroed and handed back only once that transaction is durable, since a crash before
+  then would bring back metadata that still maps them;
 - a control operation is a transaction of its own: what was pending commits first, so when
   the operation or its commit fails the committed metadata is the state it started from,
   and what it changed (devices and nodes only, never data chunks) is read back from there.
@@ -86,7 +88,8 @@ class Transaction:
         self._state.datamap.committed()
         self._state.devices.committed()
         self.last_commit = time.monotonic()
-        # Only now may freed chunks be reused: the committed metadata no longer maps them.
+        self._meta.sync()  # when this fails, the freed chunks wait for a later commit
+        # Only now may freed chunks be reused: the durable metadata no longer maps them.
         try:
             self._chunks.zero_chunks(self._state.datamap.freed())
         except exception.EVSError as err:  # the commit stands; a later one zeroes them
@@ -99,6 +102,7 @@ class Transaction:
         change = Change()
         change.settings.update(settings)
         self._meta.save(change)
+        self._meta.sync()
 
     @contextlib.contextmanager
     def control(self):

@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 
 from evs_driver import exception
-from evs_driver.rowstore import metastore
+from evs_driver.rowstore import metafile, metastore
 from evs_driver.rowstore.metastore import Change, MetaStore
 
 
@@ -59,8 +59,8 @@ def test_validation_refuses_what_is_not_a_pool_without_writing(tmp_path):
     db.close()
     before = os.stat(path).st_mtime_ns
     with pytest.raises(exception.PoolCorrupt, match="does not hold an evs pool's tables"):
-        metastore.validate(path, str(tmp_path))
+        metafile.validate(path, str(tmp_path))
     assert os.stat(path).st_mtime_ns == before
     assert sorted(os.listdir(tmp_path)) == ["metadata.sqlite"]
     with pytest.raises(exception.InvalidPool, match="is missing"):
-        metastore.validate(str(tmp_path / "nothing"), str(tmp_path))
+        metafile.validate(str(tmp_path / "nothing"), str(tmp_path))
