@@ -50,7 +50,17 @@ CREATE TABLE IF NOT EXISTS snapshots (
     task TEXT
 );
 CREATE INDEX IF NOT EXISTS snapshots_volume ON snapshots (volume_id);
+CREATE TABLE IF NOT EXISTS attachments (
+    volume_id TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    initiator TEXT NOT NULL,
+    connector TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (volume_id, protocol, initiator)
+);
 """
+# Columns added after the first release, with their definitions (added when missing).
+_ADDED_COLUMNS = {"volumes": {"provider_auth": "TEXT"}}
 
 
 def now() -> str:
@@ -97,6 +107,7 @@ class Volume(_Record):
     provider_location: str | None = None
     metadata: dict = dataclasses.field(default_factory=dict)
     task: dict | None = None
+    provider_auth: str | None = None  # "CHAP <username> <password>" of its targets, as Cinder's
 
     @property
     def name(self) -> str:
@@ -109,6 +120,17 @@ class Volume(_Record):
     @property
     def source_volid(self) -> str | None:
         return self.source_volume_id
+
+
+@dataclasses.dataclass
+class Attachment(_Record):
+    """One initiator's access to a volume over a block protocol (iscsi, nvmeof, local)."""
+
+    volume_id: str
+    protocol: str
+    initiator: str
+    connector: dict
+    created_at: str
 
 
 @dataclasses.dataclass
@@ -137,7 +159,7 @@ class Snapshot(_Record):
         return self.volume_size
 
 
-_JSON_FIELDS = ("metadata", "task")
+_JSON_FIELDS = ("metadata", "task", "connector")
 
 
 def _from_row(cls, row: sqlite3.Row):
@@ -147,7 +169,7 @@ def _from_row(cls, row: sqlite3.Row):
             values[key] = json.loads(values[key])
     if "full_clone" in values:
         values["full_clone"] = bool(values["full_clone"])
-    if values.get("metadata") is None:
+    if "metadata" in values and values["metadata"] is None:
         values["metadata"] = {}
     return cls(**values)
 
@@ -239,6 +261,33 @@ class Txn:
         table = "volumes" if isinstance(record, Volume) else "snapshots"
         self._db.execute(f"DELETE FROM {table} WHERE id = ?", (record.id,))
 
+    # -- attachments ----------------------------------------------------------------
+    def attachments(self, volume_id: str | None = None) -> list[Attachment]:
+        """Every block attachment, or one volume's, oldest first."""
+        where = {} if volume_id is None else {"volume_id": volume_id}
+        clause = " AND ".join(f"{key} = ?" for key in where) or "1"
+        rows = self._db.execute(
+            f"SELECT * FROM attachments WHERE {clause} ORDER BY created_at, rowid",
+            tuple(where.values()),
+        ).fetchall()
+        return [_from_row(Attachment, r) for r in rows]
+
+    def add_attachment(self, attachment: Attachment) -> None:
+        """Record an initiator's access (replacing the same initiator's earlier record)."""
+        fields = _to_columns(dataclasses.asdict(attachment))
+        cols = ", ".join(fields)
+        marks = ", ".join("?" * len(fields))
+        self._db.execute(
+            f"INSERT OR REPLACE INTO attachments ({cols}) VALUES ({marks})", tuple(fields.values())
+        )
+
+    def remove_attachment(self, attachment: Attachment) -> None:
+        """Forget an initiator's access."""
+        self._db.execute(
+            "DELETE FROM attachments WHERE volume_id = ? AND protocol = ? AND initiator = ?",
+            (attachment.volume_id, attachment.protocol, attachment.initiator),
+        )
+
 
 class Catalog:
     """The SQLite catalog file under the state path."""
@@ -256,6 +305,7 @@ class Catalog:
         db = self._connect()
         try:
             db.executescript(_SCHEMA)
+            _add_columns(db)
         except sqlite3.Error as exc:
             raise exception.ConfigError(
                 reason=f"cannot use the catalog {path} (state_path): {exc}"
@@ -295,3 +345,12 @@ class Catalog:
             db.execute("COMMIT")
         finally:
             db.close()
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Add the columns a catalog made by an older release lacks."""
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in present:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")

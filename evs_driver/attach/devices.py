@@ -1,0 +1,84 @@
+"""``VolumeDevices``: each attached volume as a block device on this host.
+
+An ``lvm_thin`` volume already is one (its LV). A ``local`` volume becomes one through the
+kernel's NBD client, connected to the service's own NBD export of it: this object makes,
+finds again (after a restart), reconnects and removes those ``/dev/nbdN`` devices. It
+serves both the standalone targets and Cinder's target drivers.
+"""
+
+import os
+
+from oslo_log import log as logging
+
+from evs_driver.attach import nbdkernel
+
+LOG = logging.getLogger(__name__)
+
+
+class VolumeDevices:
+    """Block devices of one backend's volumes."""
+
+    def __init__(self, conf, backend, exporter):
+        self.backend = backend
+        self.exporter = exporter
+        self.kernel = nbdkernel.KernelNBD(
+            conf.nbd_io_timeout, conf.nbd_dead_connection_timeout, conf.nbd_max_devices
+        )
+
+    def _own_path(self, volume_id: str) -> str | None:
+        return self.backend.connection_properties(volume_id).get("device_path")
+
+    def device_path(self, volume_id: str) -> str:
+        """The volume's block device, connected (or reconnected) as needed."""
+        path = self._own_path(volume_id)
+        if path:
+            return path
+        self.kernel.check()
+        info = self.exporter.export(self.backend, volume_id, read_only=False)
+        try:
+            found = self.kernel.find(volume_id)
+            if found is None:
+                index = self.kernel.connect(info["socket"], info["export_name"])
+                LOG.info("Connected %s to /dev/nbd%d", volume_id, index)
+            else:
+                index, connected = found
+                if not connected:
+                    self.kernel.reconnect(index, info["socket"], info["export_name"])
+                    LOG.info("Reconnected /dev/nbd%d to %s", index, volume_id)
+            nbdkernel.wait_for_node(index)
+        except BaseException:
+            if self.kernel.find(volume_id) is None:
+                self.exporter.unexport(volume_id)  # nothing half-made
+            raise
+        return nbdkernel.device_path(index)
+
+    def release(self, volume_id: str) -> None:
+        """Flush and disconnect the volume's kernel NBD device, then end its NBD export."""
+        if self._own_path(volume_id):
+            return
+        found = self.kernel.find(volume_id)
+        if found is not None:
+            index, connected = found
+            if connected:
+                fd = os.open(nbdkernel.device_path(index), os.O_RDONLY)
+                try:
+                    os.fsync(fd)  # a FLUSH: what the initiators wrote is durable first
+                finally:
+                    os.close(fd)
+            self.kernel.disconnect(index)
+            LOG.info("Disconnected /dev/nbd%d from %s", index, volume_id)
+        self.exporter.unexport(volume_id)
+
+    def listing(self) -> list[dict]:
+        """Our kernel NBD devices, for ``evs export list``."""
+        rows = []
+        for index, connected in sorted(self.kernel.connected().items()):
+            volume_id = self.kernel.identifier(index)
+            if volume_id is not None:
+                path = nbdkernel.device_path(index)
+                state = "connected" if connected else "waiting for the service to reconnect"
+                rows.append(
+                    {"protocol": "nbd", "volume": volume_id, "target": path, "device": path}
+                    | {"initiators": [], "state": state}
+                )
+        return rows
