@@ -1,0 +1,48 @@
+"""kill -9 of evs-volume with I/O in flight on an attached volume: the I/O waits, then resumes.
+
+The volume is attached over iSCSI and connected with os-brick; fio writes and verifies
+through it while the service is killed and started again. The kernel NBD device under
+the target keeps its requests (``nbd_io_timeout`` retries them, ``nbd_dead_connection_timeout``
+bounds the wait) until the restarted service reconnects it, so the initiator sees a
+stall, not an error, and every acknowledged write reads back.
+"""
+
+import signal
+import subprocess
+import time
+
+from tests.functional.attach import flows, hostenv
+
+
+def test_kill9_with_io_in_flight_stalls_then_resumes_without_losing_writes(attach_host, services):
+    service = services.start()
+    volume = service.client.volume_create(size=1, backend="local")["id"]
+    host = flows.Host(attach_host, service.manager)
+    info, device = host.attach(volume, "iscsi")
+    services.stop()  # the attachment stays; its device waits for the next service
+    services.start_child()
+    fio = subprocess.Popen(
+        hostenv.fio_verify_args(device, "24M", seed=9),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(3)
+    assert fio.poll() is None, "fio ended before the kill: " + fio.stdout.read()
+    services.child.send_signal(signal.SIGKILL)
+    services.child.wait(30)
+    killed_at = time.monotonic()
+    time.sleep(2)  # requests queue on the dead connection meanwhile
+    services.start_child()
+    output, _ = fio.communicate(timeout=600)
+    stalled = time.monotonic() - killed_at
+    assert fio.returncode == 0, output
+    assert "err= 0" in output, output
+    services.child.terminate()
+    services.child.wait(60)
+    service = services.start()
+    assert service.client.pool_check() == {"local": [], "thin": []}
+    hostenv.fio_verify(device, size="24M", seed=9, extra=("--verify_only",))
+    host.manager = service.manager
+    host.detach(volume, info, device)
+    print(f"fio resumed {stalled:.1f}s after the kill")
