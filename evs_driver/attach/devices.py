@@ -10,6 +10,7 @@ import os
 
 from oslo_log import log as logging
 
+from evs_driver import exception
 from evs_driver.attach import nbdkernel
 
 LOG = logging.getLogger(__name__)
@@ -33,16 +34,17 @@ class VolumeDevices:
         path = self._own_path(volume_id)
         if path:
             return path
-        self.kernel.check()
         info = self.exporter.export(self.backend, volume_id, read_only=False)
         try:
+            self.kernel.check()
             found = self.kernel.find(volume_id)
             if found is None:
                 index = self.kernel.connect(info["socket"], info["export_name"])
                 LOG.info("Connected %s to /dev/nbd%d", volume_id, index)
             else:
-                index, connected = found
-                if not connected:
+                index, _configured = found
+                if not self._connections(volume_id):
+                    # Made by a service that is gone: its connection died with it.
                     self.kernel.reconnect(index, info["socket"], info["export_name"])
                     LOG.info("Reconnected /dev/nbd%d to %s", index, volume_id)
             nbdkernel.wait_for_node(index)
@@ -52,11 +54,21 @@ class VolumeDevices:
             raise
         return nbdkernel.device_path(index)
 
+    def _connections(self, volume_id: str) -> int:
+        """Connections to the volume's NBD export in this process (the kernel's, once made)."""
+        for export in self.exporter.exports():
+            if export["export_name"] == volume_id:
+                return export["connections"]
+        return 0
+
     def release(self, volume_id: str) -> None:
         """Flush and disconnect the volume's kernel NBD device, then end its NBD export."""
         if self._own_path(volume_id):
             return
-        found = self.kernel.find(volume_id)
+        try:
+            found = self.kernel.find(volume_id)
+        except exception.TargetModuleMissing:
+            found = None  # no kernel NBD client: no device was made
         if found is not None:
             index, connected = found
             if connected:
@@ -72,11 +84,18 @@ class VolumeDevices:
     def listing(self) -> list[dict]:
         """Our kernel NBD devices, for ``evs export list``."""
         rows = []
-        for index, connected in sorted(self.kernel.connected().items()):
+        try:
+            devices = self.kernel.connected()
+        except exception.TargetModuleMissing:
+            return rows  # no kernel NBD client here: no devices either
+        live = {e["export_name"]: e["connections"] for e in self.exporter.exports()}
+        for index in sorted(devices):
             volume_id = self.kernel.identifier(index)
             if volume_id is not None:
                 path = nbdkernel.device_path(index)
-                state = "connected" if connected else "waiting for the service to reconnect"
+                state = (
+                    "connected" if live.get(volume_id) else "waiting for the service to reconnect"
+                )
                 rows.append(
                     {"protocol": "nbd", "volume": volume_id, "target": path, "device": path}
                     | {"initiators": [], "state": state}

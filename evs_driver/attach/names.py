@@ -15,6 +15,7 @@ _NQN = re.compile(r"^nqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9.-]*[a-z0-9])?:
 _NQN_UUID = re.compile(
     r"^nqn\.2014-08\.org\.nvmexpress:uuid:[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$"
 )
+_UUID_PREFIX = "nqn.2014-08.org.nvmexpress:uuid:"
 MAX_IQN = 223
 MAX_NQN = 223
 CHAP_USERNAME_LENGTH = 20  # Cinder's volume_utils.generate_username
@@ -38,10 +39,11 @@ def check_iqn(name: str) -> str:
 
 def check_nqn(name: str) -> str:
     """``name`` when it is a valid NVMe qualified name, else ``InvalidInitiator``."""
+    uuid_form = isinstance(name, str) and name.startswith(_UUID_PREFIX)
     if (
         not isinstance(name, str)
         or len(name.encode()) > MAX_NQN
-        or not (_NQN.match(name) or _NQN_UUID.match(name))
+        or not (_NQN_UUID.match(name) if uuid_form else _NQN.match(name))
     ):
         raise exception.InvalidInitiator(
             name=str(name)[:256],

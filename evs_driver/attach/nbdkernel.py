@@ -12,6 +12,7 @@ import errno
 import os
 import socket
 import struct
+import time
 
 from evs_driver import exception
 from evs_driver.attach import netlink
@@ -40,6 +41,7 @@ SOCK_FD = 1
 
 IDENTIFIER_PREFIX = "evs:"
 HANDSHAKE_TIMEOUT = 30.0
+RECONNECT_WAIT = 10.0  # seconds to wait for the kernel to notice a dead connection
 
 
 def negotiate(sock: socket.socket, export_name: str) -> tuple[int, int]:
@@ -160,22 +162,28 @@ class KernelNBD:
 
     def reconnect(self, index: int, socket_path: str, export_name: str) -> None:
         """Give ``/dev/nbd<index>`` a new connection (its old one died with a service)."""
-        sock = self._open(socket_path)
-        try:
-            negotiate(sock, export_name)
-            with self._netlink() as nl:
-                nl.call(
-                    CMD_RECONFIGURE,
-                    netlink.u32(ATTR_INDEX, index),
-                    *self._timeouts(),
-                    _sockets(sock),
-                )
-        except OSError as exc:
-            raise exception.AttachFailed(
-                reason=f"reconnecting /dev/nbd{index}: {exc.strerror}"
-            ) from exc
-        finally:
-            sock.close()
+        deadline = time.monotonic() + RECONNECT_WAIT
+        while True:
+            sock = self._open(socket_path)
+            try:
+                negotiate(sock, export_name)
+                with self._netlink() as nl:
+                    nl.call(
+                        CMD_RECONFIGURE,
+                        netlink.u32(ATTR_INDEX, index),
+                        *self._timeouts(),
+                        _sockets(sock),
+                    )
+                return
+            except OSError as exc:
+                # ENOSPC: the kernel has not marked the old connection dead yet.
+                if exc.errno != errno.ENOSPC or time.monotonic() > deadline:
+                    raise exception.AttachFailed(
+                        reason=f"reconnecting /dev/nbd{index}: {exc.strerror}"
+                    ) from exc
+            finally:
+                sock.close()
+            time.sleep(0.2)
 
     def disconnect(self, index: int) -> None:
         """Disconnect ``/dev/nbd<index>``; one already disconnected is fine."""

@@ -33,6 +33,14 @@ def _rtslib():
     return rtslib_fb
 
 
+def _rtslib_if_present():
+    """rtslib, or None where it is missing (then no LIO target of ours can exist either)."""
+    try:
+        return _rtslib()
+    except exception.TargetModuleMissing:
+        return None
+
+
 def _root(rts):
     """LIO's configfs root; an ``AttachFailed`` when LIO cannot be used."""
     try:
@@ -115,7 +123,9 @@ class LioTarget(Target):
             raise exception.AttachFailed(reason=f"adding initiator {initiator}: {exc}") from exc
 
     def deny(self, volume_id: str, initiator: str) -> None:
-        rts = _rtslib()
+        rts = _rtslib_if_present()
+        if rts is None:
+            return
         _target, tpg = self._lookup(volume_id)
         if tpg is None:
             return
@@ -127,7 +137,9 @@ class LioTarget(Target):
             raise exception.AttachFailed(reason=f"removing initiator {initiator}: {exc}") from exc
 
     def unexport(self, volume_id: str) -> None:
-        rts = _rtslib()
+        rts = _rtslib_if_present()
+        if rts is None:
+            return
         try:
             self._unexport(rts, volume_id)
         except (rts.RTSLibError, OSError) as exc:
@@ -149,8 +161,10 @@ class LioTarget(Target):
                 candidate.delete()
 
     def exports(self) -> list[TargetExport]:
-        rts = _rtslib()
+        rts = _rtslib_if_present()
         found = []
+        if rts is None:
+            return found
         try:
             targets = list(_root(rts).targets)
         except exception.AttachFailed:
