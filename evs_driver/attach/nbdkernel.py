@@ -172,6 +172,8 @@ class KernelNBD:
                         CMD_RECONFIGURE,
                         netlink.u32(ATTR_INDEX, index),
                         *self._timeouts(),
+                        # the kernel checks it is the same backend it was connected to
+                        netlink.string(ATTR_BACKEND_IDENTIFIER, IDENTIFIER_PREFIX + export_name),
                         _sockets(sock),
                     )
                 return
