@@ -214,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, build the guest when needed, boot it and return its exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bench", action="store_true", help="run bench/lvm_latency.py instead")
+    parser.add_argument(
+        "--bench-attach", action="store_true", help="run bench/attach_bench.py (fio via iSCSI)"
+    )
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached guest")
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     parser.add_argument("--timeout", type=float, default=900, help="seconds for the whole boot")
@@ -248,6 +251,8 @@ def run_locked(args: argparse.Namespace, rest: list[str]) -> int:
         command = ["/bin/busybox", "sh", "-c", args.shell]
     elif args.bench:
         command = ["python3", "bench/lvm_latency.py", *rest]
+    elif args.bench_attach:
+        command = ["python3", "bench/attach_bench.py", *rest]
     else:
         command = ["python3", "-m", "pytest", "-p", "no:cacheprovider", "-rs", "--color=no"]
         # A test stuck in the kernel shows where, instead of only the boot timing out.

@@ -12,6 +12,7 @@ import subprocess
 import time
 
 from tests.functional.attach import flows, hostenv
+from tests.lvm_guest import guestenv
 
 
 def test_kill9_with_io_in_flight_stalls_then_resumes_without_losing_writes(attach_host, services):
@@ -28,7 +29,9 @@ def test_kill9_with_io_in_flight_stalls_then_resumes_without_losing_writes(attac
         text=True,
     )
     time.sleep(3)
-    assert fio.poll() is None, "fio ended before the kill: " + fio.stdout.read()
+    assert fio.poll() is None, (
+        "fio ended before the kill: " + fio.stdout.read() + services.log_tail()
+    )
     services.child.send_signal(signal.SIGKILL)
     services.child.wait(30)
     killed_at = time.monotonic()
@@ -36,7 +39,7 @@ def test_kill9_with_io_in_flight_stalls_then_resumes_without_losing_writes(attac
     services.start_child()
     output, _ = fio.communicate(timeout=600)
     stalled = time.monotonic() - killed_at
-    assert fio.returncode == 0, output
+    assert fio.returncode == 0, output + services.log_tail()
     assert "err= 0" in output, output
     services.child.terminate()
     services.child.wait(60)
@@ -45,4 +48,4 @@ def test_kill9_with_io_in_flight_stalls_then_resumes_without_losing_writes(attac
     hostenv.fio_verify(device, size="24M", seed=9, extra=("--verify_only",))
     host.manager = service.manager
     host.detach(volume, info, device)
-    print(f"fio resumed {stalled:.1f}s after the kill")
+    guestenv.save_result("attach-kill9.txt", f"fio finished {stalled:.1f}s after the kill -9\n")
