@@ -26,6 +26,8 @@ def attach_host():
     work = tempfile.mkdtemp(prefix="evs-attach-")
     connectors = hostenv.os_brick_connectors(os.path.join(work, "locks"))
     yield {"work": work, **connectors}
+    # The kernel's side of what happened (LIO logins, nbd reconnects), kept in the run share.
+    guestenv.save_result("attach-dmesg.txt", hostenv.run("dmesg", check=False).stdout)
     hostenv.stop_daemons()
     guestenv.remove_vg(VG, disk)
     shutil.rmtree(work, ignore_errors=True)

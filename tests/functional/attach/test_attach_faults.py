@@ -7,6 +7,7 @@ bounds the wait) until the restarted service reconnects it, so the initiator see
 stall, not an error, and every acknowledged write reads back.
 """
 
+import os
 import signal
 import subprocess
 import time
@@ -20,6 +21,9 @@ def test_kill9_with_io_in_flight_stalls_then_resumes_without_losing_writes(attac
     volume = service.client.volume_create(size=1, backend="local")["id"]
     host = flows.Host(attach_host, service.manager)
     info, device = host.attach(volume, "iscsi")
+    # An initiator of a restartable target allows for the restart (the default is 30 s).
+    with open(f"/sys/block/{os.path.basename(device)}/device/timeout", "w") as f:
+        f.write("120")
     services.stop()  # the attachment stays; its device waits for the next service
     services.start_child()
     fio = subprocess.Popen(
