@@ -8,13 +8,11 @@ volume's CHAP credentials for iSCSI. Every step can be repeated, which is what r
 attachments after a restart.
 """
 
-import contextlib
-import socket
-
 from oslo_log import log as logging
 
 from evs_driver import exception
 from evs_driver.attach import names
+from evs_driver.attach.connectors import host_name
 from evs_driver.attach.devices import VolumeDevices
 from evs_driver.attach.targets.base import Portal, Target
 from evs_driver.attach.targets.lio import LioTarget
@@ -27,11 +25,6 @@ TARGET_PROTOCOLS = ("iscsi", "nvmeof")
 PROTOCOLS = (*TARGET_PROTOCOLS, "local")
 STANDARD_PORTS = {"iscsi": 3260, "nvmeof": 4420}
 HELPER_OF = {"lioadm": "iscsi", "nvmet": "nvmeof"}
-
-
-def this_host() -> str:
-    """The name a connector gives for this host (os-brick's ``host``)."""
-    return socket.gethostname()
 
 
 class BlockAttach:
@@ -84,10 +77,10 @@ class BlockAttach:
     def initiator_of(self, protocol: str, connector: dict) -> str:
         """The checked initiator name of ``connector`` for ``protocol`` (the host for local)."""
         if protocol == "local":
-            host = connector.get("host") or this_host()
-            if host != this_host():
+            host = connector.get("host") or host_name()
+            if host != host_name():
                 raise exception.InvalidInput(
-                    reason=f"a local attach gives a device path on this host ({this_host()}), "
+                    reason=f"a local attach gives a device path on this host ({host_name()}), "
                     f"not on {host}; attach over iscsi or nvmeof instead"
                 )
             return host
@@ -150,17 +143,16 @@ class BlockAttach:
         """Every kernel NBD device and target of ours on this host."""
         rows = self.devices.listing()
         for protocol in TARGET_PROTOCOLS:
-            with contextlib.suppress(exception.TargetModuleMissing):
-                for found in self.target(protocol).exports():
-                    rows.append(
-                        {
-                            "protocol": protocol,
-                            "volume": found.volume_id,
-                            "target": found.target,
-                            "device": found.device_path,
-                            "initiators": list(found.initiators),
-                        }
-                    )
+            for found in self.target(protocol).exports():
+                rows.append(
+                    {
+                        "protocol": protocol,
+                        "volume": found.volume_id,
+                        "target": found.target,
+                        "device": found.device_path,
+                        "initiators": list(found.initiators),
+                    }
+                )
         return rows
 
 

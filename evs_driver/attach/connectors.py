@@ -33,6 +33,11 @@ def _read_nqn() -> str | None:
         return None
 
 
+def host_name() -> str:
+    """The name a connector gives for this host (os-brick's ``host``)."""
+    return socket.gethostname()
+
+
 def for_name(initiator: str) -> dict:
     """The connector keys an initiator name goes in: an NQN is ``nqn``, anything else IQN-like."""
     if initiator.startswith("nqn."):
@@ -46,7 +51,7 @@ def for_name(initiator: str) -> dict:
 
 def this_host(protocol: str | None = None, initiator: str | None = None) -> dict:
     """This host's connector, or one for ``initiator``, asking for ``protocol`` when given."""
-    connector: dict = {"host": socket.gethostname()}
+    connector: dict = {"host": host_name()}
     if initiator:
         connector.update(for_name(initiator))
     else:
