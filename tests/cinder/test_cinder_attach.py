@@ -9,6 +9,7 @@ privilege substitutions, as in ``test_cinder_images``: Cinder's root helper is `
 
 import os
 import stat
+import sys
 import tempfile
 
 import pytest
@@ -40,10 +41,8 @@ def _rtstool_on_path(directory: str) -> str:
     """A ``cinder-rtstool`` for this interpreter (the venv's script names the host's python)."""
     path = os.path.join(directory, "cinder-rtstool")
     with open(path, "w") as f:
-        f.write(
-            '#!/bin/sh\nexec python3 -c "import sys; from cinder.cmd.rtstool import main; '
-            'sys.exit(main())" "$@"\n'
-        )
+        f.write(f"#!{sys.executable}\nimport sys\nfrom cinder.cmd.rtstool import main\n")
+        f.write("sys.exit(main())\n")
     os.chmod(path, stat.S_IRWXU)
     return directory
 

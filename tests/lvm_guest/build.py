@@ -35,6 +35,7 @@ PACKAGES = (
     # os-brick runs these (Debian's "essential" set, which apt does not pull in by itself)
     "coreutils",
     "diffutils",
+    "libc-bin",  # ldconfig: ctypes.util.find_library (pyudev from PyPI) asks it
     "grep",
     "sed",
     "util-linux",
@@ -172,8 +173,13 @@ def _configure(tree: str) -> None:
             os.unlink(full)
     for path in ("proc", "sys", "dev", "run", "tmp", "root", "mnt/repo", "mnt/run"):
         os.makedirs(os.path.join(tree, path), exist_ok=True)
-    # No package's maintainer script runs, so no account exists; iscsid refuses a client
-    # whose uid has no name.
+    # No maintainer script runs: make the dynamic linker's cache (ldconfig -p reads it) ...
+    conf = os.path.join(tree, "etc/ld.so.conf")
+    if not os.path.exists(conf):
+        with open(conf, "w") as f:
+            f.write("include /etc/ld.so.conf.d/*.conf\n")
+    subprocess.run(["ldconfig", "-r", tree], check=True)
+    # ... and a root account (iscsid refuses a client whose uid has no name).
     for name, line in (("passwd", "root:x:0:0:root:/root:/bin/sh"), ("group", "root:x:0:")):
         with open(os.path.join(tree, "etc", name), "w") as f:
             f.write(line + "\n")
