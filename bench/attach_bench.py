@@ -101,7 +101,7 @@ def main() -> int:
     service = services.start()
     luns, cleanups = {}, []
     for label, backend in (("local volume", "local"), ("lvm_thin LV", "thin")):
-        volume = service.client.volume_create(size=1, backend=backend)["id"]
+        volume = service.request("volume_create", size=1, backend=backend)["id"]
         connector = dict(brick["properties"], protocol="iscsi")
         info = service.manager.attach_volume(volume, connector)
         luns[label] = brick["iscsi"].connect_volume(info["data"])["path"]

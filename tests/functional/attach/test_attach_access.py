@@ -16,9 +16,9 @@ NQN_B = "nqn.2026-01.org.evs-tests:host-b"
 
 
 def _shared_volume(service, backend="local"):
-    return service.client.volume_create(size=1, backend=backend, metadata={"multiattach": "true"})[
-        "id"
-    ]
+    return service.request(
+        "volume_create", size=1, backend=backend, metadata={"multiattach": "true"}
+    )["id"]
 
 
 def test_iscsi_chap_and_terminate_lock_out_exactly_one_initiator(attach_host, service):
@@ -50,7 +50,7 @@ def test_iscsi_chap_and_terminate_lock_out_exactly_one_initiator(attach_host, se
         assert manager.get_volume(volume).status == "in-use"
         hostenv.write_bytes(disk_b, 0, b"B" * 4096)
         assert hostenv.read_bytes(disk_b, 0, 4096) == b"B" * 4096
-        rows = [r for r in manager.drivers["local"].block.exports() if r["protocol"] == "iscsi"]
+        rows = [r for r in service.manager.block_exports() if r["protocol"] == "iscsi"]
         assert [r["initiators"] for r in rows] == [[IQN_B]]
     with hostenv.iscsi_session(ip, port, data["target_iqn"], IQN_A, user, password) as login:
         assert login.returncode != 0, "initiator A logged in again after its terminate"
@@ -80,27 +80,26 @@ def test_nvme_host_allow_list_and_terminate(attach_host, service):
 @pytest.mark.parametrize("protocol", ["iscsi", "nvmeof", "local"])
 def test_attaching_again_to_the_same_initiator_is_idempotent(attach_host, service, protocol):
     manager = service.manager
-    volume = service.client.volume_create(size=1, backend="local")["id"]
+    volume = service.request("volume_create", size=1, backend="local")["id"]
     connector = dict(attach_host["properties"], protocol=protocol)
     first = manager.attach_volume(volume, connector)
     again = manager.attach_volume(volume, connector)
     assert first == again
-    block = manager.drivers["local"].block
-    rows = [r for r in block.exports() if r["volume"] == volume]
+    rows = [r for r in service.manager.block_exports() if r["volume"] == volume]
     assert len([r for r in rows if r["protocol"] == "nbd"]) == 1, rows
     if protocol != "local":
         (target,) = [r for r in rows if r["protocol"] == protocol]
         assert len(target["initiators"]) == 1, target
     manager.detach_volume(volume, {})
-    assert not [r for r in block.exports() if r["volume"] == volume]
+    assert not [r for r in service.manager.block_exports() if r["volume"] == volume]
 
 
 def test_a_second_initiator_needs_a_multiattach_volume(attach_host, service):
     manager = service.manager
-    volume = service.client.volume_create(size=1, backend="thin")["id"]
+    volume = service.request("volume_create", size=1, backend="thin")["id"]
     manager.attach_volume(volume, {"protocol": "iscsi", "initiator": IQN_A})
     with pytest.raises(exception.InvalidOperation, match="multiattach"):
         manager.attach_volume(volume, {"protocol": "iscsi", "initiator": IQN_B})
-    rows = [r for r in manager.drivers["thin"].block.exports() if r["volume"] == volume]
+    rows = [r for r in service.manager.block_exports() if r["volume"] == volume]
     assert [r["initiators"] for r in rows] == [[IQN_A]]
     manager.detach_volume(volume, {})

@@ -28,9 +28,8 @@ def test_attached_volume_keeps_data_snapshots_and_reverts(
     attach_host, service, tmp_path, protocol, backend
 ):
     manager = service.manager
-    client = service.client
     host = flows.Host(attach_host, manager)
-    volume = client.volume_create(size=1, backend=backend, name=f"{protocol}-{backend}")
+    volume = service.request("volume_create", size=1, backend=backend, name=f"{protocol}-{backend}")
     info, device = host.attach(volume["id"], protocol)
     assert manager.get_volume(volume["id"]).status == "in-use"
     if protocol == "iscsi":
@@ -45,14 +44,18 @@ def test_attached_volume_keeps_data_snapshots_and_reverts(
     writer.start()
     hostenv.wait_for(lambda: writer.acknowledged >= 32, 120, "the writer's first writes")
     before = writer.acknowledged
-    snapshot = client.snapshot_create(volume["id"], name="while-writing")
+    snapshot = service.request("snapshot_create", volume["id"], name="while-writing")
     after = writer.acknowledged
     writer.stop.set()
     writer.join(120)
     assert writer.error is None, writer.error
     image = str(tmp_path / "snapshot.raw")  # the snapshot's first bytes, kept aside
     record = snapshot_record(manager, snapshot)
-    with manager.drivers[backend].open_device(record, False) as dev, open(image, "wb") as f:
+    with (
+        manager.lock(backend) as driver,
+        driver.open_device(record, False) as dev,
+        open(image, "wb") as f,
+    ):
         f.write(dev.read(0, CHECKED))
     prefix = flows.new_prefix(image, WRITER_BLOCKS, generation=1)
     assert before <= prefix <= after + 1, (before, prefix, after)
@@ -62,15 +65,13 @@ def test_attached_volume_keeps_data_snapshots_and_reverts(
     hostenv.fio_verify(device, size="8M", seed=2)
     host.detach(volume["id"], info, device)
     assert manager.get_volume(volume["id"]).status == "available"
-    client.volume_revert(volume["id"], snapshot["id"])
+    service.request("volume_revert", volume["id"], snapshot["id"])
     info, device = host.attach(volume["id"], protocol)
     flows.cmp(device, image, CHECKED)
     host.detach(volume["id"], info, device)
-    assert not [
-        row
-        for row in service.manager.drivers[backend].block.exports()
-        if row["volume"] == volume["id"]
-    ], "something left behind after the detach"
-    client.snapshot_delete(snapshot["id"])
-    client.volume_delete(volume["id"])
+    assert not [row for row in service.manager.block_exports() if row["volume"] == volume["id"]], (
+        "something left behind after the detach"
+    )
+    service.request("snapshot_delete", snapshot["id"])
+    service.request("volume_delete", volume["id"])
     os.unlink(image)

@@ -14,12 +14,12 @@ from tests.functional.attach import hostenv
 NVMET_TCP = "/lib/modules/evs/nvmet-tcp.ko"
 
 
-def _nothing_left(service, volume_id: str, backend: str = "local") -> None:
+def _nothing_left(service, volume_id: str) -> None:
     manager = service.manager
     assert manager.get_volume(volume_id).status == "available"
     with manager.catalog.transaction() as txn:
         assert txn.attachments(volume_id) == []
-    rows = manager.drivers[backend].block.exports()
+    rows = manager.block_exports()
     assert not [r for r in rows if r["volume"] == volume_id], rows
     assert service.exporter.served(volume_id) is None
 
@@ -63,7 +63,7 @@ def _nothing_left(service, volume_id: str, backend: str = "local") -> None:
 def test_bad_attach_requests_fail_clearly_and_make_nothing(
     attach_host, service, connector, error, message
 ):
-    volume = service.client.volume_create(size=1, backend="local")["id"]
+    volume = service.request("volume_create", size=1, backend="local")["id"]
     with pytest.raises(error, match=message):
         service.manager.attach_volume(volume, connector)
     _nothing_left(service, volume)
@@ -73,8 +73,8 @@ def test_no_free_nbd_device_fails_and_leaves_nothing(attach_host, services):
     services.configure(nbd_max_devices=1)
     service = services.start()
     manager = service.manager
-    first = service.client.volume_create(size=1, backend="local")["id"]
-    second = service.client.volume_create(size=1, backend="local")["id"]
+    first = service.request("volume_create", size=1, backend="local")["id"]
+    second = service.request("volume_create", size=1, backend="local")["id"]
     manager.attach_volume(first, {"protocol": "local"})
     with pytest.raises(exception.NoFreeDevice, match="nbd_max_devices = 1"):
         manager.attach_volume(second, {"protocol": "iscsi", "initiator": hostenv.HOST_IQN})
@@ -88,7 +88,7 @@ def test_no_free_nbd_device_fails_and_leaves_nothing(attach_host, services):
 
 
 def test_a_missing_target_module_fails_clearly_and_leaves_nothing(attach_host, service):
-    volume = service.client.volume_create(size=1, backend="local")["id"]
+    volume = service.request("volume_create", size=1, backend="local")["id"]
     hostenv.run("rmmod", "nvmet_tcp")
     try:
         with pytest.raises(exception.TargetModuleMissing, match="nvmet_tcp"):
@@ -103,9 +103,9 @@ def test_a_missing_target_module_fails_clearly_and_leaves_nothing(attach_host, s
 
 
 def test_detaching_an_initiator_that_has_no_attachment_names_the_ones_there(attach_host, service):
-    volume = service.client.volume_create(size=1, backend="thin")["id"]
+    volume = service.request("volume_create", size=1, backend="thin")["id"]
     service.manager.attach_volume(volume, {"protocol": "iscsi", "initiator": hostenv.HOST_IQN})
     with pytest.raises(exception.NotFound, match=hostenv.HOST_IQN):
         service.manager.detach_volume(volume, {"protocol": "iscsi", "initiator": "iqn.2026-01.a:b"})
     service.manager.detach_volume(volume, {})
-    _nothing_left(service, volume, backend="thin")
+    _nothing_left(service, volume)

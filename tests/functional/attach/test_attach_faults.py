@@ -18,7 +18,7 @@ from tests.lvm_guest import guestenv
 
 def test_kill9_with_io_in_flight_stalls_then_resumes_without_losing_writes(attach_host, services):
     service = services.start()
-    volume = service.client.volume_create(size=1, backend="local")["id"]
+    volume = service.request("volume_create", size=1, backend="local")["id"]
     host = flows.Host(attach_host, service.manager)
     info, device = host.attach(volume, "iscsi")
     # An initiator of a restartable target allows for the restart (the default is 30 s).
@@ -48,7 +48,7 @@ def test_kill9_with_io_in_flight_stalls_then_resumes_without_losing_writes(attac
     services.child.terminate()
     services.child.wait(60)
     service = services.start()
-    assert service.client.pool_check() == {"local": [], "thin": []}
+    assert service.request("pool_check") == {"local": [], "thin": []}
     hostenv.fio_verify(device, size="24M", seed=9, extra=("--verify_only",))
     host.manager = service.manager
     host.detach(volume, info, device)
