@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached guest")
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds for the whole boot")
+    parser.add_argument("--timeout", type=float, default=2400, help="seconds for the whole boot")
     parser.add_argument("--shell", help="run this shell command in the guest instead")
     args, rest = parser.parse_known_args(argv)
     if sys.version_info[:2] != GUEST_PYTHON:

@@ -27,7 +27,7 @@ def test_kill9_with_io_in_flight_stalls_then_resumes_without_losing_writes(attac
     services.stop()  # the attachment stays; its device waits for the next service
     services.start_child()
     fio = subprocess.Popen(
-        hostenv.fio_verify_args(device, "24M", seed=9),
+        hostenv.fio_verify_args(device, "12M", seed=9),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -49,7 +49,7 @@ def test_kill9_with_io_in_flight_stalls_then_resumes_without_losing_writes(attac
     services.child.wait(60)
     service = services.start()
     assert service.request("pool_check") == {"local": [], "thin": []}
-    hostenv.fio_verify(device, size="24M", seed=9, extra=("--verify_only",))
+    hostenv.fio_verify(device, size="12M", seed=9, extra=("--verify_only",))
     host.manager = service.manager
     host.detach(volume, info, device)
     guestenv.save_result("attach-kill9.txt", f"fio finished {stalled:.1f}s after the kill -9\n")
