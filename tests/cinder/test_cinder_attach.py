@@ -60,6 +60,8 @@ class TestCinderAttachThroughLio(harness.EVSManagerTestCase):
         bin_dir = _rtstool_on_path(tempfile.mkdtemp(prefix="evs-cinder-bin-"))
         os.environ["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
         self.mock_object(cinder.utils, "get_root_helper", return_value="env")
+        # Cinder's default state_path is its package directory, read-only in the guest.
+        self.flags(state_path=tempfile.mkdtemp(prefix="evs-cinder-state-"))
         super().setUp()
         brick_privileged.set_client_mode(False)
         self.addCleanup(brick_privileged.set_client_mode, True)
