@@ -31,6 +31,9 @@ from tests.functional.attach import hostenv  # noqa: E402
 
 def setUpModule():
     hostenv.start_daemons()
+    # rtslib refuses to start without LIO's state directory; Debian's rtslib-fb-targetctl
+    # service makes it on a real host (our own LIO target makes it itself).
+    os.makedirs("/etc/rtslib-fb-target", mode=0o700, exist_ok=True)
 
 
 def tearDownModule():

@@ -49,7 +49,10 @@ def test_kill9_with_io_in_flight_stalls_then_resumes_without_losing_writes(attac
     services.child.wait(60)
     service = services.start()
     assert service.request("pool_check") == {"local": [], "thin": []}
-    hostenv.fio_verify(device, size="12M", seed=9, extra=("--verify_only",))
+    try:
+        hostenv.fio_verify(device, size="12M", seed=9, extra=("--verify_only",))
+    except RuntimeError as exc:
+        raise AssertionError(f"{exc}{services.log_tail(80)}") from None
     host.manager = service.manager
     host.detach(volume, info, device)
     guestenv.save_result("attach-kill9.txt", f"fio finished {stalled:.1f}s after the kill -9\n")
