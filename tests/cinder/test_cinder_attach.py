@@ -33,7 +33,8 @@ def setUpModule():
     hostenv.start_daemons()
     # rtslib refuses to start without LIO's state directory; Debian's rtslib-fb-targetctl
     # service makes it on a real host (our own LIO target makes it itself).
-    os.makedirs("/etc/rtslib-fb-target", mode=0o700, exist_ok=True)
+    for dbroot in ("/etc/rtslib-fb-target", "/etc/target"):  # Debian's rtslib-fb, PyPI's
+        os.makedirs(dbroot, mode=0o700, exist_ok=True)
 
 
 def tearDownModule():
