@@ -27,7 +27,9 @@ def test_kill9_with_io_in_flight_stalls_then_resumes_without_losing_writes(attac
     services.stop()  # the attachment stays; its device waits for the next service
     services.start_child()
     fio = subprocess.Popen(
-        hostenv.fio_verify_args(device, "12M", seed=9),
+        # FUA writes (O_SYNC): an acknowledged write is a durable one. Without a flush or
+        # FUA the volume's write cache is volatile, like a disk's, and kill -9 may drop it.
+        hostenv.fio_verify_args(device, "12M", seed=9, extra=("--sync=1",)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
