@@ -2,6 +2,7 @@
 
 import importlib
 
+from evs_driver.conf.attach_opts import KERNEL_NBD_OPTS, TARGET_OPTS
 from evs_driver.conf.backend import BACKEND_DEFAULTS_GROUP, BACKEND_OPTS
 from evs_driver.conf.common import DEFAULT_OPTS
 from evs_driver.conf.local import LOCAL_OPTS
@@ -10,7 +11,7 @@ from evs_driver.conf.nbd import NBD_GROUP, NBD_OPTS
 
 def backend_opts() -> list:
     """Options a backend group may set: shared, local pool, and LVM ones when present."""
-    opts = BACKEND_OPTS + LOCAL_OPTS
+    opts = BACKEND_OPTS + LOCAL_OPTS + KERNEL_NBD_OPTS
     try:
         lvm = importlib.import_module("evs_driver.conf.lvm_opts")
     except ModuleNotFoundError as exc:
@@ -22,10 +23,15 @@ def backend_opts() -> list:
     return opts
 
 
+def standalone_backend_opts() -> list:
+    """A backend group's options outside Cinder: also the target options Cinder has its own of."""
+    return backend_opts() + TARGET_OPTS
+
+
 def list_opts() -> list[tuple[str, list]]:
     """(group, options) pairs; ``[backend_defaults]`` documents every backend group's options."""
     return [
         ("DEFAULT", list(DEFAULT_OPTS)),
-        (BACKEND_DEFAULTS_GROUP, backend_opts()),
+        (BACKEND_DEFAULTS_GROUP, standalone_backend_opts()),
         (NBD_GROUP, list(NBD_OPTS)),
     ]
