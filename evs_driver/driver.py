@@ -163,7 +163,8 @@ class EVSDriver(VolumeDriver):
         self.exporter.unexport(volume.id)
 
     def initialize_connection(self, volume, connector) -> dict:
-        """Connection info: a local device path when the backend has one, else an NBD export.
+        """Connection info: a local device path when the backend has one, the backend's own
+        protocol (``rbd``) unless ``connector["protocol"] == "nbd"``, else an NBD export.
 
         ``connector["access_mode"] == "ro"`` asks for a read-only export,
         ``connector["nbd_listen"]`` (``{"socket": path}`` or ``{"host": h, "port": n}``)
@@ -189,6 +190,10 @@ class EVSDriver(VolumeDriver):
         properties = dict(self.backend.connection_properties(device_id))
         if "device_path" in properties:
             return {"driver_volume_type": "local", "data": properties}
+        native = self.backend.native_volume_type
+        if native and properties and connector.get("protocol") != "nbd":
+            properties["access_mode"] = "ro" if read_only else "rw"
+            return {"driver_volume_type": native, "data": properties}
         listen = connector.get("nbd_listen")
         extra = {"listen": listen} if listen else {}  # only the service's exporter takes it
         if connector.get("nbd_name"):

@@ -216,3 +216,20 @@ class ServiceUnavailable(EVSError):
 class ServiceRunning(EVSError):
     message = "An evs-volume service already runs for %(state_path)s (%(reason)s)."
     code = errno.EBUSY
+
+
+class BackendUnavailable(BackendError):
+    message = "Backend %(backend)s is down: %(reason)s"
+    code = errno.EHOSTDOWN
+
+
+class BackendTimeout(BackendError):
+    message = (
+        "Backend %(backend)s: %(action)s timed out after %(timeout)d s: %(reason)s. Nothing was "
+        "left half-made; retry when the cluster answers again."
+    )
+    code = errno.ETIMEDOUT
+
+
+class InvalidReference(InvalidInput):
+    message = "Cannot manage %(ref)s: %(reason)s"

@@ -48,6 +48,9 @@ class Backend(abc.ABC):
 
     #: ``storage_protocol`` reported in the driver's stats.
     storage_protocol: str = "nbd"
+    #: ``driver_volume_type`` of the backend's own attach (e.g. ``rbd``), used unless the
+    #: connector asks for ``protocol: nbd``; None: attach through an NBD export.
+    native_volume_type: str | None = None
 
     def __init__(self, conf, backend_name: str):
         """``conf`` is the backend's oslo.config group (attribute access)."""
@@ -162,3 +165,24 @@ class Backend(abc.ABC):
     def connection_properties(self, device_id: str) -> dict:
         """Backend-specific part of the connection info (e.g. a device path)."""
         return {}
+
+    # -- adopting existing storage (Cinder's manageable-volume contract) ----------------
+    def manage_existing(self, volume_id: str, ref: dict) -> int:
+        """Adopt the device ``ref`` names as volume ``volume_id``; returns its size in bytes."""
+        raise exception.InvalidOperation(
+            reason=f"backend {self.backend_name} cannot manage existing volumes"
+        )
+
+    def manageable_volumes(self, managed_ids: set[str]) -> list[dict]:
+        """Devices that could be managed: ``reference``, ``size`` (bytes), ``safe_to_manage``..."""
+        return []
+
+    def manage_existing_snapshot(self, snapshot_id: str, volume_id: str, ref: dict) -> int:
+        """Adopt a snapshot of volume ``volume_id`` that ``ref`` names; returns its size."""
+        raise exception.InvalidOperation(
+            reason=f"backend {self.backend_name} cannot manage existing snapshots"
+        )
+
+    def unmanage(self, device_id: str) -> None:
+        """Stop managing a volume or snapshot, leaving its data in place."""
+

@@ -16,7 +16,11 @@ EXPORT_COLUMNS = ("export_name", "name", "uri", "read_only", "connections")
 
 
 def _connector(listen: dict | None, read_only: bool) -> dict:
-    connector = {"host": socket.gethostname(), "access_mode": "ro" if read_only else "rw"}
+    connector = {
+        "host": socket.gethostname(),
+        "access_mode": "ro" if read_only else "rw",
+        "protocol": "nbd",  # served by us even where the backend has its own attach (rbd)
+    }
     if listen:
         connector["nbd_listen"] = listen
     return connector
