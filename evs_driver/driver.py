@@ -16,6 +16,7 @@ from evs_driver.blockdev import DeviceBase
 from evs_driver.conf import backend_option_error
 from evs_driver.conf.opts import backend_opts
 from evs_driver.interface import Exporter, VolumeDriver
+from evs_driver.manageable import ManageableDriver
 from evs_driver.units import GiB
 
 LOG = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ def _gib(value: int) -> float:
     return round(value / GiB, 2)
 
 
-class EVSDriver(VolumeDriver):
+class EVSDriver(VolumeDriver, ManageableDriver):
     """Volumes and redirect-on-write snapshots on one backend group."""
 
     VERSION = "0.1.0"

@@ -167,22 +167,33 @@ class Backend(abc.ABC):
         return {}
 
     # -- adopting existing storage (Cinder's manageable-volume contract) ----------------
+    def existing_size(self, ref: dict) -> int:
+        """Size in bytes of the volume that managing ``ref`` would make."""
+        raise self._cannot_manage()
+
     def manage_existing(self, volume_id: str, ref: dict) -> int:
         """Adopt the device ``ref`` names as volume ``volume_id``; returns its size in bytes."""
-        raise exception.InvalidOperation(
-            reason=f"backend {self.backend_name} cannot manage existing volumes"
-        )
+        raise self._cannot_manage()
 
-    def manageable_volumes(self, managed_ids: set[str]) -> list[dict]:
-        """Devices that could be managed: ``reference``, ``size`` (bytes), ``safe_to_manage``..."""
-        return []
+    def existing_snapshot_size(self, volume_id: str, ref: dict) -> int:
+        """Size in bytes of the snapshot of volume ``volume_id`` that ``ref`` names."""
+        raise self._cannot_manage()
 
     def manage_existing_snapshot(self, snapshot_id: str, volume_id: str, ref: dict) -> int:
-        """Adopt a snapshot of volume ``volume_id`` that ``ref`` names; returns its size."""
-        raise exception.InvalidOperation(
-            reason=f"backend {self.backend_name} cannot manage existing snapshots"
-        )
+        """Adopt a snapshot of volume ``volume_id`` as ``snapshot_id``; returns its size."""
+        raise self._cannot_manage()
+
+    def manageable_volumes(self, managed_ids: set[str]) -> list[dict]:
+        """Devices that could be managed: ``reference``, ``size`` (bytes), ``safe_to_manage``,
+        ``reason_not_safe``, ``cinder_id`` (when ``managed_ids`` has it), ``extra_info``."""
+        return []
 
     def unmanage(self, device_id: str) -> None:
-        """Stop managing a volume or snapshot, leaving its data in place."""
+        """Stop managing a volume or snapshot, leaving its data where it is."""
+        raise self._cannot_manage()
+
+    def _cannot_manage(self) -> exception.EVSError:
+        return exception.InvalidOperation(
+            reason=f"backend {self.backend_name} cannot manage or unmanage existing devices"
+        )
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from evs_driver import exception
 from evs_driver.backends import base
-from evs_driver.backends.rbd import naming, revert, usage
+from evs_driver.backends.rbd import manage, naming, revert, usage
 from evs_driver.backends.rbd.checker import check
 from evs_driver.backends.rbd.cluster import Cluster
 from evs_driver.backends.rbd.connection import rbd_connection
@@ -264,6 +264,31 @@ class RbdBackend(base.Backend):
         """Remove trashed and held images that nothing uses any more."""
         self.images.retry_pending()
         self.lineage.purge()
+
+    # -- adopting existing images ----------------------------------------------------
+    def existing_size(self, ref: dict) -> int:
+        """Size of the volume managing ``ref`` makes (the image's, rounded up to a GiB)."""
+        return manage.existing_size(self, ref)
+
+    def manage_existing(self, volume_id: str, ref: dict) -> int:
+        """Rename the image ``ref`` names to ``volume-<volume_id>``; returns its size."""
+        self.images.retry_pending()
+        return manage.manage_existing(self, volume_id, ref)
+
+    def existing_snapshot_size(self, volume_id: str, ref: dict) -> int:
+        """Size of the snapshot of ``volume_id`` that ``ref`` names."""
+        return manage.existing_snapshot(self, volume_id, ref)[2]
+
+    def manage_existing_snapshot(self, snapshot_id: str, volume_id: str, ref: dict) -> int:
+        """Rename the snapshot ``ref`` names to ``snapshot-<snapshot_id>`` and index it."""
+        return manage.manage_existing_snapshot(self, snapshot_id, volume_id, ref)
+
+    def manageable_volumes(self, managed_ids: set[str]) -> list[dict]:
+        """The namespace's images, with whether each is safe to manage."""
+        return manage.manageable_volumes(self, managed_ids)
+
+    def unmanage(self, device_id: str) -> None:
+        """Nothing changes in Ceph: the image (or snapshot) keeps its name for a takeover."""
 
     # -- data path -------------------------------------------------------------------
     def open_device(self, device_id: str, writable: bool) -> base.DeviceContext:
