@@ -218,12 +218,7 @@ class ServiceRunning(EVSError):
     code = errno.EBUSY
 
 
-class BackendUnavailable(BackendError):
-    message = "Backend %(backend)s is down: %(reason)s"
-    code = errno.EHOSTDOWN
-
-
-class BackendTimeout(BackendError):
+class BackendTimeout(BackendUnavailable):
     message = (
         "Backend %(backend)s: %(action)s timed out after %(timeout)d s: %(reason)s. Nothing was "
         "left half-made; retry when the cluster answers again."

@@ -37,6 +37,7 @@ class RbdBackend(base.Backend):
         self.index: naming.SnapshotIndex | None = None
         self.images: ImageStore | None = None
         self.lineage: Lineage | None = None
+        self.path: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------
     def setup(self) -> None:
@@ -49,6 +50,7 @@ class RbdBackend(base.Backend):
         cluster.use_namespace()
         self.index = naming.SnapshotIndex(cluster)
         self.images = ImageStore(cluster, self.index, self.backend_name)
+        self.path = f"rbd:{cluster.spec('').rstrip('/')}"  # where the pool lives, for operators
 
     def check_setup(self) -> None:
         """Raise when setup did not run or the cluster does not answer."""
@@ -199,6 +201,17 @@ class RbdBackend(base.Backend):
                         image.remove_snap(snap)
 
         return remove
+
+    def full_copy(self, source_id, volume_id, size, progress=None) -> None:
+        """A copy sharing nothing; a copy that fails (even with the cluster down) goes."""
+        self.create_volume(volume_id, size)
+        name = naming.volume(volume_id)
+        with (
+            self.images.undo_on_error(f"copying into {name}", lambda: self.images.remove_now(name)),
+            self.open_device(source_id, writable=False) as src,
+            self.open_device(volume_id, writable=True) as dst,
+        ):
+            base.copy_device(src, dst, progress)
 
     def revert_to_snapshot(self, volume_id: str, snapshot_id: str) -> None:
         """Make the volume read as the snapshot, keeping its size and every snapshot."""

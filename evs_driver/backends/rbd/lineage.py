@@ -120,14 +120,32 @@ class Lineage:
             LOG.info("Scheduled a background flatten of %s (%d levels deep)", name, levels)
 
     def purge(self) -> None:
-        """Remove our trashed images and held images without snapshots; busy ones wait."""
+        """Remove our trashed images and held images without snapshots; busy ones wait.
+
+        Removing a clone frees its parent's trashed snapshot, which may free a held image:
+        rounds go on while one frees something (at most one round per parent level).
+        """
+        while self._purge_round():
+            pass
+
+    def _purge_round(self) -> bool:
         rbd = self.cluster.rbd
         ioctx = self.cluster.ioctx
+        freed = False
+        with self.cluster.errors("listing the trash"):
+            trashed = [t for t in rbd.RBD().trash_list(ioctx) if naming.is_ours(t["name"])]
+        for entry in trashed:
+            with self.cluster.errors(f"removing image {entry['name']} from the trash"):
+                try:
+                    rbd.RBD().trash_remove(ioctx, entry["id"])
+                    freed = True
+                except rbd.ImageNotFound:
+                    pass
+                except tuple(getattr(rbd, n) for n in _BUSY):
+                    LOG.debug("%s is still in use; it stays in the trash", entry["name"])
         with self.cluster.errors("listing images"):
-            names = list(rbd.RBD().list(ioctx))
-        for name in names:
-            if not name.startswith(naming.HELD_PREFIX):
-                continue
+            held = [n for n in rbd.RBD().list(ioctx) if n.startswith(naming.HELD_PREFIX)]
+        for name in held:
             with self.cluster.errors(f"reading {name}"):
                 try:
                     with rbd.Image(ioctx, name, read_only=True) as image:
@@ -136,13 +154,5 @@ class Lineage:
                     continue
                 if unused:
                     rbd.RBD().trash_move(ioctx, name, 0)
-        with self.cluster.errors("listing the trash"):
-            trashed = [t for t in rbd.RBD().trash_list(ioctx) if naming.is_ours(t["name"])]
-        for entry in trashed:
-            with self.cluster.errors(f"removing image {entry['name']} from the trash"):
-                try:
-                    rbd.RBD().trash_remove(ioctx, entry["id"])
-                except rbd.ImageNotFound:
-                    pass
-                except tuple(getattr(rbd, n) for n in _BUSY):
-                    LOG.debug("%s is still in use; it stays in the trash", entry["name"])
+                    freed = True
+        return freed
