@@ -72,3 +72,14 @@ def cluster_command(verb: str) -> None:
     if not directory:
         pytest.skip("EVS_RBD_CLUSTER unset: the fault tests need the script's own cluster")
     subprocess.run([SCRIPT, verb, directory], check=True, timeout=180)
+
+
+def config_text(backends: dict[str, dict | None]) -> str:
+    """An evs config file enabling ``backends`` (name → rbd settings; None: a local pool)."""
+    lines = ["[DEFAULT]", f"enabled_backends = {','.join(backends)}"]
+    for name, values in backends.items():
+        lines.append(f"[{name}]")
+        for key, value in (values or {}).items():
+            if value is not None:
+                lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"

@@ -45,6 +45,11 @@ class Cluster:
             "rados_osd_op_timeout": str(self.timeout),
             "rados_mon_op_timeout": str(self.timeout),
             "client_mount_timeout": str(conf.rbd_connect_timeout),
+            # An OSD request unanswered this long makes librados fetch a new OSD map (a
+            # restarted OSD has a new address); it must come before the request times out,
+            # or a client never finds an OSD that restarted.
+            "objecter_timeout": str(max(1, self.timeout // 3)),
+            "objecter_tick_interval": "1",
             # Clone v2: children of unprotected snapshots, and deletable parents (trash).
             "rbd_default_clone_format": "2",
             # A discarded range reads as zeros even where it covers part of an object.

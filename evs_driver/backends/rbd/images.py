@@ -52,12 +52,39 @@ class ImageStore:
             yield image
 
     def remove_now(self, name: str) -> None:
-        """Remove an image (one already gone is fine): for images that hold no data."""
+        """Remove an image (one already gone is fine): for the undo of a failed step."""
+        rbd = self.cluster.rbd
         with self.cluster.errors(f"removing image {name}"):
             try:
                 self._rbd.remove(self.cluster.ioctx, name)
-            except self.cluster.rbd.ImageNotFound:
+            except rbd.ImageNotFound:
                 pass
+            except rbd.ImageBusy:
+                if not self._release_own_stale_lock(name):
+                    raise
+                self._rbd.remove(self.cluster.ioctx, name)
+
+    def _release_own_stale_lock(self, name: str) -> bool:
+        """Release an exclusive lock this client still holds on an image no one has open.
+
+        An image closed while the OSD was down keeps our client's lock (the release could not
+        be sent), and librbd will not break its own client's lock, so removal stays EBUSY.
+        With no watchers no handle uses it; the lock is ours, so we unlock it as its owner
+        (breaking it would blocklist this very client).
+        """
+        ours = set(self.cluster.handle.get_addrs().split(","))
+        image = self.open(name, read_only=True)  # read-only: it adds no watch of its own
+        if image is None:
+            return False
+        with image:
+            if list(image.watchers_list()):
+                return False
+            header = "rbd_header." + image.id()
+            stale = [lk for lk in image.list_lockers().get("lockers", []) if lk[2] in ours]
+        for _client, cookie, _addr in stale:
+            self.cluster.ioctx.unlock(header, "rbd_lock", cookie)
+            LOG.info("Released this client's stale lock on %s (%s)", name, cookie)
+        return bool(stale)
 
     def trash(self, name: str) -> None:
         """Move an image to the trash (constant time); ``collect`` removes it."""
