@@ -11,6 +11,7 @@ from evs_driver.backends.rbd import naming
 from evs_driver.backends.rbd.naming import SnapshotRef
 from tests.conformance.test_backend_contract import ZERO, data, read, write
 from tests.rbd import cephenv
+from tests.unit.test_manager_rules import new_manager
 
 MiB = 1 << 20
 SIZE = 16 * MiB
@@ -237,3 +238,20 @@ def test_a_clone_deeper_than_the_limit_is_flattened_in_the_background():
         assert read(backend, deep, 0) == data("root")
     finally:
         backend.close()
+
+
+def test_the_driver_gives_rbd_connection_info_unless_nbd_is_asked_for(tmp_path):
+    cephenv.require_cluster()
+    manager = new_manager(tmp_path, cephenv.config_text({"ceph": cephenv.settings()}))
+    try:
+        driver = manager.drivers["ceph"]
+        vol = manager.create_volume(1)
+        info = driver.initialize_connection(vol, {"host": "compute-1", "initiator": "iqn.x"})
+        assert info["driver_volume_type"] == "rbd"
+        assert info["data"]["name"].endswith("/" + vol.name)
+        assert info["data"]["access_mode"] == "rw"
+        assert driver.get_volume_stats(refresh=True)["storage_protocol"] == "ceph"
+        with pytest.raises(exception.AttachNeedsService):  # NBD needs the running service
+            driver.initialize_connection(vol, {"host": "compute-1", "protocol": "nbd"})
+    finally:
+        manager.close()
