@@ -311,6 +311,16 @@ class EVSCinderDriver(cinder_driver.VolumeDriver):
         with _manage_errors("manage snapshot", snapshot, existing_ref):
             return self.evs.manage_existing_snapshot(snapshot, existing_ref)
 
+    def get_manageable_snapshots(
+        self, cinder_snapshots, marker, limit, offset, sort_keys, sort_dirs
+    ):
+        """Snapshots on the backend that could be managed."""
+        with _cinder_errors("list manageable snapshots", self._group):
+            entries = self.evs.get_manageable_snapshots(cinder_snapshots, None, None, 0, None, None)
+        return volume_utils.paginate_entries_list(
+            entries, marker, limit, offset, sort_keys, sort_dirs
+        )
+
     @_translated("unmanage snapshot")
     def unmanage_snapshot(self, snapshot):
         """Forget the snapshot; its data stays on the backend."""

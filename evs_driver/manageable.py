@@ -13,7 +13,9 @@ def _gib(size: int) -> int:
 
 
 def _sort_key(key: str):
-    return lambda entry: str(entry[key]) if key == "reference" else entry[key]
+    if key in ("reference", "identifier"):  # Cinder's API names the reference "identifier"
+        return lambda entry: str(entry["reference"])
+    return lambda entry: entry[key]
 
 
 def paginate(entries: list[dict], marker, limit, offset, sort_keys, sort_dirs) -> list[dict]:
@@ -64,6 +66,16 @@ class ManageableDriver:
         """Adopt the snapshot ``existing_ref`` names as ``snapshot``."""
         self.backend.manage_existing_snapshot(snapshot.id, snapshot.volume_id, existing_ref)
         return self._location(snapshot.id)
+
+    def get_manageable_snapshots(
+        self, cinder_snapshots, marker, limit, offset, sort_keys, sort_dirs
+    ) -> list[dict]:
+        """The backend's snapshots that could be managed, sizes in GiB."""
+        managed = {s.id for s in cinder_snapshots or []}
+        entries = [
+            e | {"size": _gib(e["size"])} for e in self.backend.manageable_snapshots(managed)
+        ]
+        return paginate(entries, marker, limit, offset, sort_keys, sort_dirs)
 
     def unmanage_snapshot(self, snapshot) -> None:
         """Forget ``snapshot``; its data stays on the backend."""

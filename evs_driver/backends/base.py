@@ -188,6 +188,11 @@ class Backend(abc.ABC):
         ``reason_not_safe``, ``cinder_id`` (when ``managed_ids`` has it), ``extra_info``."""
         return []
 
+    def manageable_snapshots(self, managed_ids: set[str]) -> list[dict]:
+        """Snapshots that could be managed, as ``manageable_volumes`` plus
+        ``source_reference`` (their volume's reference)."""
+        return []
+
     def unmanage(self, device_id: str) -> None:
         """Stop managing a volume or snapshot, leaving its data where it is."""
         raise self._cannot_manage()

@@ -300,6 +300,10 @@ class RbdBackend(base.Backend):
         """The namespace's images, with whether each is safe to manage."""
         return manage.manageable_volumes(self, managed_ids)
 
+    def manageable_snapshots(self, managed_ids: set[str]) -> list[dict]:
+        """The user snapshots on this namespace's volume images."""
+        return manage.manageable_snapshots(self, managed_ids)
+
     def unmanage(self, device_id: str) -> None:
         """Nothing changes in Ceph: the image (or snapshot) keeps its name for a takeover."""
 

@@ -164,3 +164,32 @@ def manageable_volumes(backend, managed_ids: set[str]) -> list[dict]:
             }
         )
     return entries
+
+
+def manageable_snapshots(backend, managed_ids: set[str]) -> list[dict]:
+    """The user snapshots of the namespace's volume images, with whether each is managed."""
+    entries = []
+    user = backend.cluster.rbd.RBD_SNAP_NAMESPACE_TYPE_USER
+    for name in sorted(backend.images.names()):
+        if naming.volume_id_of(name) is None:
+            continue
+        image = backend.images.open(name, read_only=True)
+        if image is None:
+            continue
+        with image, backend.cluster.errors(f"reading snapshots of {name}"):
+            snaps = [s for s in image.list_snaps() if s.get("namespace", user) == user]
+        for snap in snaps:
+            snapshot_id = snap["name"][len(naming.SNAPSHOT_PREFIX) :]
+            managed = snap["name"].startswith(naming.SNAPSHOT_PREFIX) and snapshot_id in managed_ids
+            entries.append(
+                {
+                    "reference": {"source-name": snap["name"]},
+                    "size": snap["size"],
+                    "safe_to_manage": not managed,
+                    "reason_not_safe": "already managed" if managed else None,
+                    "cinder_id": snapshot_id if managed else None,
+                    "extra_info": None,
+                    "source_reference": {"source-name": name},
+                }
+            )
+    return entries
