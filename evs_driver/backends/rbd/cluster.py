@@ -54,6 +54,9 @@ class Cluster:
             "rbd_default_clone_format": "2",
             # A discarded range reads as zeros even where it covers part of an object.
             "rbd_skip_partial_discard": "false",
+            # No librbd write-back cache: our device keeps its own writes in flight, and the
+            # cache would retry writes to a stopped OSD forever instead of failing them.
+            "rbd_cache": "false",
         }
         if conf.rbd_keyring:
             settings["keyring"] = conf.rbd_keyring

@@ -1,24 +1,30 @@
 """A ``BlockDevice`` over an open ``rbd.Image`` (the data path of NBD exports and copies).
 
-librbd is thread-safe, so the NBD server's workers share one image. ``flush`` is librbd's
-flush (its cache, if enabled, and the OSDs' acknowledgement: RADOS writes are durable once
-acknowledged); FUA is a write followed by a flush. Discard and write-zeroes go to librbd,
-which deletes or truncates whole and partial objects, so the range reads as zeros.
+Writes go to librbd asynchronously and are acknowledged at once, a volatile write cache
+(``inflight``: overlapping I/O waits, and a lost write fails every later write and flush).
+``flush`` waits for them all and then flushes librbd (its cache, and the OSDs' replies:
+RADOS writes are durable once acknowledged); FUA is a synchronous write and a flush.
+Discard and write-zeroes go to librbd, which deletes or truncates whole and partial
+objects, so the range reads as zeros.
 """
+
+import os
 
 from evs_driver import exception
 from evs_driver.backends import base
+from evs_driver.backends.rbd.inflight import InFlight
 
 
 class RbdDevice(base.DeviceContext):
     """One open image (a volume's, or a snapshot's read-only) as a ``BlockDevice``."""
 
-    def __init__(self, image, label: str, read_only: bool, errors):
+    def __init__(self, image, label: str, read_only: bool, errors, timeout: int):
         """``errors(action)`` is the cluster's error translator (``Cluster.errors``)."""
         self._image = image
         self.label = label
         self._read_only = read_only
         self._errors = errors
+        self._inflight = InFlight(patience=2 * timeout + 5)
         with errors(f"reading the size of {label}"):
             self._size = image.size()
 
@@ -49,6 +55,7 @@ class RbdDevice(base.DeviceContext):
         if not view:
             return
         with self._errors(f"reading {self.label}"):
+            self._inflight.wait_range(offset, len(view))
             data = self._image.read(offset, len(view))
         view[:] = data
 
@@ -58,6 +65,7 @@ class RbdDevice(base.DeviceContext):
         if not length:
             return b""
         with self._errors(f"reading {self.label}"):
+            self._inflight.wait_range(offset, length)
             return self._image.read(offset, length)
 
     def write(self, offset: int, data: bytes | memoryview, fua: bool = False) -> None:
@@ -66,13 +74,32 @@ class RbdDevice(base.DeviceContext):
         payload = bytes(data)
         self._check(offset, len(payload))
         with self._errors(f"writing {self.label}"):
-            written = self._image.write(payload, offset)
-            if written != len(payload):
-                raise exception.BackendError(
-                    backend=self.label, reason=f"short write: {written} of {len(payload)} bytes"
-                )
+            self._raise_lost_write()
             if fua:
+                self._inflight.wait_range(offset, len(payload))
+                self._write_now(offset, payload)
                 self._image.flush()
+                return
+            token = self._inflight.start(offset, payload)
+            try:
+                self._image.aio_write(
+                    payload, offset, lambda c: self._inflight.done(token, c.get_return_value())
+                )
+            except BaseException:
+                self._inflight.done(token, 0)
+                raise
+
+    def _write_now(self, offset: int, payload: bytes) -> None:
+        written = self._image.write(payload, offset)
+        if written != len(payload):
+            raise exception.BackendError(
+                backend=self.label, reason=f"short write: {written} of {len(payload)} bytes"
+            )
+
+    def _raise_lost_write(self) -> None:
+        code = self._inflight.error
+        if code:
+            raise OSError(code, f"a write acknowledged earlier failed: {os.strerror(code)}")
 
     def discard(self, offset: int, length: int) -> None:
         """Unmap the range; it reads as zeros afterwards."""
@@ -80,6 +107,7 @@ class RbdDevice(base.DeviceContext):
         self._check(offset, length)
         if length:
             with self._errors(f"discarding in {self.label}"):
+                self._inflight.wait_range(offset, length)
                 self._image.discard(offset, length)
 
     def write_zeroes(self, offset: int, length: int) -> None:
@@ -88,6 +116,7 @@ class RbdDevice(base.DeviceContext):
         self._check(offset, length)
         if length:
             with self._errors(f"zeroing in {self.label}"):
+                self._inflight.wait_range(offset, length)
                 self._image.write_zeroes(offset, length)
 
     def flush(self) -> None:
@@ -95,15 +124,35 @@ class RbdDevice(base.DeviceContext):
         if self._read_only:
             return
         with self._errors(f"flushing {self.label}"):
+            self._inflight.drain()
+            self._raise_lost_write()
             self._image.flush()
 
     def close(self) -> None:
-        """Flush (when writable) and close the image."""
+        """Flush (when writable) and close the image; after a failure, close in the background."""
         if self._image is None:
             return
+        failed = True
         try:
             self.flush()
+            failed = False
         finally:
             image, self._image = self._image, None
-            with self._errors(f"closing {self.label}"):
-                image.close()
+            if failed:
+                _close_later(image)
+            else:
+                with self._errors(f"closing {self.label}"):
+                    image.close()
+
+
+_CLOSING: set = set()  # images closing in the background, kept alive until librbd is done
+
+
+def _close_later(image) -> None:
+    """Close without waiting: after a timeout librbd's close waits for the cluster to answer
+    (releasing the exclusive lock), which would hang the failed operation until then."""
+    _CLOSING.add(image)
+    try:
+        image.aio_close(lambda _completion: _CLOSING.discard(image))
+    except Exception:  # already closed, or the handle is unusable: nothing left to release
+        _CLOSING.discard(image)

@@ -80,7 +80,9 @@ class ImageStore:
             if list(image.watchers_list()):
                 return False
             header = "rbd_header." + image.id()
-            stale = [lk for lk in image.list_lockers().get("lockers", []) if lk[2] in ours]
+            lockers = image.list_lockers()  # [] when unlocked, else a dict
+            held = lockers.get("lockers", []) if isinstance(lockers, dict) else []
+            stale = [lk for lk in held if lk[2] in ours]
         for _client, cookie, _addr in stale:
             self.cluster.ioctx.unlock(header, "rbd_lock", cookie)
             LOG.info("Released this client's stale lock on %s (%s)", name, cookie)
