@@ -16,8 +16,8 @@ _UNMANAGE = ("available", "error")
 
 def manageable_volumes(manager, backend: str) -> list[dict]:
     """The devices of ``backend`` that could be managed (sizes in GiB)."""
-    driver = _driver(manager, backend)
-    with manager.lock(backend):
+    manager._require_enabled(backend)
+    with manager.lock(backend) as driver:
         return driver.get_manageable_volumes(manager.list_volumes(), None, None, 0, None, None)
 
 
@@ -27,8 +27,8 @@ def manage_volume(
     """Adopt the device ``ref`` names on ``backend`` as a new volume."""
     rules.check_text("name", name)
     rules.check_text("description", description)
-    driver = _driver(manager, backend)
-    with manager.lock(backend):
+    manager._require_enabled(backend)
+    with manager.lock(backend) as driver:
         probe = cat.Volume(**_fields(name, description, 0, backend, manager))
         size = driver.manage_existing_get_size(probe, ref)
         volume = cat.Volume(
@@ -39,7 +39,7 @@ def manage_volume(
         with manager._failing_to(volume, "error"):
             update = driver.manage_existing(volume, ref)
     with manager.catalog.transaction() as txn:
-        txn.update(volume, status="available", task=None, **(update or {}))
+        txn.move_status(volume, "available", expect=("creating",), task=None, **(update or {}))
     return volume
 
 
@@ -50,19 +50,17 @@ def manage_snapshot(
     rules.check_snapshot_name(name)
     rules.check_text("description", description)
     volume = manager.get_volume(volume_ref)
-    driver = manager.driver_for(volume)
-    with manager.lock(volume.backend):
+    with manager.lock(volume.backend) as driver:
         fields = _fields(name, description, 0, volume.backend, manager)
         fields.pop("size")
         snapshot = cat.Snapshot(volume_id=volume.id, volume_size=0, **fields)
-        size = driver.manage_existing_snapshot_get_size(snapshot, ref)
-        snapshot.volume_size = size
+        snapshot.volume_size = driver.manage_existing_snapshot_get_size(snapshot, ref)
         with manager.catalog.transaction() as txn:
             txn.add(snapshot)
         with manager._failing_to(snapshot, "error"):
             update = driver.manage_existing_snapshot(snapshot, ref)
     with manager.catalog.transaction() as txn:
-        txn.update(snapshot, status="available", task=None, **(update or {}))
+        txn.move_status(snapshot, "available", expect=("creating",), task=None, **(update or {}))
     return snapshot
 
 
@@ -72,7 +70,7 @@ def unmanage_volume(manager, ref: str) -> cat.Volume:
     # Under the backend lock, and removed from the catalog before the driver call: an
     # operation that moved the status first makes the check below refuse, and one that
     # starts later finds nothing. No intermediate status: recovery must never delete it.
-    with manager.lock(volume.backend):
+    with manager.lock(volume.backend) as driver:
         with manager.catalog.transaction() as txn:
             volume = manager._find(txn, "volume", volume.id)
             rules.expect_status("Volume", volume, _UNMANAGE, "unmanaging")
@@ -83,26 +81,20 @@ def unmanage_volume(manager, ref: str) -> cat.Volume:
                     "them first (their data stays too)"
                 )
             txn.remove(volume)
-        manager.driver_for(volume).unmanage(volume)
+        driver.unmanage(volume)
     return volume
 
 
 def unmanage_snapshot(manager, ref: str) -> cat.Snapshot:
     """Forget a snapshot; its data stays on the backend."""
     snapshot = manager.get_snapshot(ref)
-    with manager.lock(snapshot.backend):
+    with manager.lock(snapshot.backend) as driver:
         with manager.catalog.transaction() as txn:
             snapshot = manager._find(txn, "snapshot", snapshot.id)
             rules.expect_status("Snapshot", snapshot, _UNMANAGE, "unmanaging")
             txn.remove(snapshot)
-        manager.driver_for(snapshot).unmanage_snapshot(snapshot)
+        driver.unmanage_snapshot(snapshot)
     return snapshot
-
-
-def _driver(manager, backend: str):
-    if backend not in manager.drivers:
-        raise exception.InvalidInput(reason=f"no enabled backend named {backend!r}")
-    return manager.drivers[backend]
 
 
 def _fields(name, description, size, backend, manager) -> dict:
@@ -116,5 +108,5 @@ def _fields(name, description, size, backend, manager) -> dict:
         "backend": backend,
         "created_at": stamp,
         "updated_at": stamp,
-        "task": {"op": "manage", "owner": manager.owner.token},
+        "task": manager._task("manage"),
     }

@@ -201,4 +201,3 @@ class Backend(abc.ABC):
         return exception.InvalidOperation(
             reason=f"backend {self.backend_name} cannot manage or unmanage existing devices"
         )
-

@@ -21,6 +21,7 @@ from evs_driver.backends.rbd.device import RbdDevice
 from evs_driver.backends.rbd.images import ImageStore
 from evs_driver.backends.rbd.lineage import Lineage
 from evs_driver.backends.rbd.naming import SnapshotRef
+from evs_driver.copying import copy_into
 
 LOG = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ class RbdBackend(base.Backend):
             self.open_device(source_id, writable=False) as src,
             self.open_device(volume_id, writable=True) as dst,
         ):
-            base.copy_device(src, dst, progress)
+            copy_into(src, dst, target_is_zero=True, progress=progress)
 
     def revert_to_snapshot(self, volume_id: str, snapshot_id: str) -> None:
         """Make the volume read as the snapshot, keeping its size and every snapshot."""
@@ -308,7 +309,7 @@ class RbdBackend(base.Backend):
         """Nothing changes in Ceph: the image (or snapshot) keeps its name for a takeover."""
 
     # -- data path -------------------------------------------------------------------
-    def open_device(self, device_id: str, writable: bool) -> base.DeviceContext:
+    def open_device(self, device_id: str, writable: bool) -> RbdDevice:
         """The volume's image, or a snapshot read-only."""
         name = naming.volume(device_id)
         image = self.images.open(name, read_only=not writable)

@@ -11,47 +11,27 @@ objects, so the range reads as zeros.
 import os
 
 from evs_driver import exception
-from evs_driver.backends import base
 from evs_driver.backends.rbd.inflight import InFlight
+from evs_driver.blockdev import HOLE, MAX_EXTENTS, ZERO, DeviceBase, Extents
 
 
-class RbdDevice(base.DeviceContext):
+class RbdDevice(DeviceBase):
     """One open image (a volume's, or a snapshot's read-only) as a ``BlockDevice``."""
 
     def __init__(self, image, label: str, read_only: bool, errors, timeout: int):
         """``errors(action)`` is the cluster's error translator (``Cluster.errors``)."""
+        with errors(f"reading the size of {label}"):
+            size = image.size()
+        super().__init__(label, size, read_only)
         self._image = image
         self.label = label
-        self._read_only = read_only
         self._errors = errors
         self._inflight = InFlight(patience=2 * timeout + 5)
-        with errors(f"reading the size of {label}"):
-            self._size = image.size()
-
-    @property
-    def size(self) -> int:
-        """Size in bytes."""
-        return self._size
-
-    @property
-    def read_only(self) -> bool:
-        """True for snapshots and read-only opens."""
-        return self._read_only
-
-    def _check(self, offset: int, length: int) -> None:
-        if offset < 0 or length < 0 or offset + length > self._size:
-            raise exception.OutOfRange(
-                device=self.label, offset=offset, length=length, size=self._size
-            )
-
-    def _check_writable(self) -> None:
-        if self._read_only:
-            raise exception.ReadOnlyDevice(name=self.label)
 
     def readinto(self, offset: int, buf: memoryview | bytearray) -> None:
         """Fill ``buf`` with the bytes at ``offset``."""
         view = memoryview(buf).cast("B")
-        self._check(offset, len(view))
+        self.check_range(offset, len(view))
         if not view:
             return
         with self._errors(f"reading {self.label}"):
@@ -61,7 +41,7 @@ class RbdDevice(base.DeviceContext):
 
     def read(self, offset: int, length: int) -> bytes:
         """Return ``length`` bytes at ``offset``."""
-        self._check(offset, length)
+        self.check_range(offset, length)
         if not length:
             return b""
         with self._errors(f"reading {self.label}"):
@@ -70,9 +50,8 @@ class RbdDevice(base.DeviceContext):
 
     def write(self, offset: int, data: bytes | memoryview, fua: bool = False) -> None:
         """Write ``data`` at ``offset``; with ``fua`` it is durable before returning."""
-        self._check_writable()
         payload = bytes(data)
-        self._check(offset, len(payload))
+        self.check_writable(offset, len(payload))
         with self._errors(f"writing {self.label}"):
             self._raise_lost_write()
             if fua:
@@ -103,8 +82,7 @@ class RbdDevice(base.DeviceContext):
 
     def discard(self, offset: int, length: int) -> None:
         """Unmap the range; it reads as zeros afterwards."""
-        self._check_writable()
-        self._check(offset, length)
+        self.check_writable(offset, length)
         if length:
             with self._errors(f"discarding in {self.label}"):
                 self._inflight.wait_range(offset, length)
@@ -112,8 +90,7 @@ class RbdDevice(base.DeviceContext):
 
     def write_zeroes(self, offset: int, length: int) -> None:
         """Make the range read as zeros (librbd unmaps what it can)."""
-        self._check_writable()
-        self._check(offset, length)
+        self.check_writable(offset, length)
         if length:
             with self._errors(f"zeroing in {self.label}"):
                 self._inflight.wait_range(offset, length)
@@ -127,6 +104,33 @@ class RbdDevice(base.DeviceContext):
             self._inflight.drain()
             self._raise_lost_write()
             self._image.flush()
+
+    def extents(self, offset: int, length: int) -> Extents:
+        """Allocated and unallocated runs, per object, from fast-diff (the object maps)."""
+        self.check_range(offset, length)
+        if not length:
+            return []
+        runs: Extents = []
+        at = offset
+
+        def record(start: int, size: int, exists: bool) -> int:
+            nonlocal at
+            start, end = max(start, offset), min(start + size, offset + length)
+            if end <= start or not exists:
+                return 0
+            if start > at:
+                runs.append((start - at, HOLE | ZERO))
+            runs.append((end - start, 0))
+            at = end
+            return 0
+
+        with self._errors(f"mapping {self.label}"):
+            self._inflight.wait_range(offset, length)
+            self._image.diff_iterate(offset, length, None, record, include_parent=True,
+                                     whole_object=True)  # fmt: skip
+        if at < offset + length:
+            runs.append((offset + length - at, HOLE | ZERO))
+        return _merged(runs)[:MAX_EXTENTS]
 
     def close(self) -> None:
         """Flush (when writable) and close the image; after a failure, close in the background."""
@@ -143,6 +147,17 @@ class RbdDevice(base.DeviceContext):
             else:
                 with self._errors(f"closing {self.label}"):
                     image.close()
+
+
+def _merged(runs: Extents) -> Extents:
+    """Adjacent runs with the same flags as one."""
+    out: Extents = []
+    for length, flags in runs:
+        if out and out[-1][1] == flags:
+            out[-1] = (out[-1][0] + length, flags)
+        else:
+            out.append((length, flags))
+    return out
 
 
 _CLOSING: set = set()  # images closing in the background, kept alive until librbd is done
