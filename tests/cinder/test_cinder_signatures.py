@@ -29,6 +29,7 @@ Driver = evs_cinder.EVSCinderDriver
 INTERFACES = (
     iface_volume.VolumeDriverCore,
     iface_revert.VolumeSnapshotRevertDriver,
+    iface_manage.VolumeManagementDriver,
     iface_manage.VolumeListManageableDriver,
     iface_snap_manage.VolumeSnapshotManagementDriver,
 )

@@ -314,14 +314,14 @@ class RbdBackend(base.Backend):
         name = naming.volume(device_id)
         image = self.images.open(name, read_only=not writable)
         if image is not None:
-            return RbdDevice(image, name, not writable, self.cluster.errors, self.cluster.timeout)
+            return RbdDevice(image, name, not writable, self.cluster.errors)
         ref, _ = self.images.require_snapshot(device_id)
         if writable:
             raise exception.ReadOnlyDevice(name=device_id)
         image = self.images.open(image_id=ref.image_id, snapshot=ref.snap_name, read_only=True)
         if image is None:
             raise exception.NotFound(kind="Snapshot", name=device_id)
-        return RbdDevice(image, ref.snap_name, True, self.cluster.errors, self.cluster.timeout)
+        return RbdDevice(image, ref.snap_name, True, self.cluster.errors)
 
     def connection_properties(self, device_id: str) -> dict:
         """Cinder RBD driver's connection data: os-brick's RBD connector and Nova read it."""

@@ -18,7 +18,7 @@ from evs_driver.blockdev import HOLE, MAX_EXTENTS, ZERO, DeviceBase, Extents
 class RbdDevice(DeviceBase):
     """One open image (a volume's, or a snapshot's read-only) as a ``BlockDevice``."""
 
-    def __init__(self, image, label: str, read_only: bool, errors, timeout: int):
+    def __init__(self, image, label: str, read_only: bool, errors):
         """``errors(action)`` is the cluster's error translator (``Cluster.errors``)."""
         with errors(f"reading the size of {label}"):
             size = image.size()
@@ -26,7 +26,7 @@ class RbdDevice(DeviceBase):
         self._image = image
         self.label = label
         self._errors = errors
-        self._inflight = InFlight(patience=2 * timeout + 5)
+        self._inflight = InFlight()
 
     def readinto(self, offset: int, buf: memoryview | bytearray) -> None:
         """Fill ``buf`` with the bytes at ``offset``."""
@@ -59,14 +59,9 @@ class RbdDevice(DeviceBase):
                 self._write_now(offset, payload)
                 self._image.flush()
                 return
-            token = self._inflight.start(offset, payload)
-            try:
-                self._image.aio_write(
-                    payload, offset, lambda c: self._inflight.done(token, c.get_return_value())
-                )
-            except BaseException:
-                self._inflight.done(token, 0)
-                raise
+            self._inflight.issue(
+                offset, payload, lambda: self._image.aio_write(payload, offset, _ignore)
+            )
 
     def _write_now(self, offset: int, payload: bytes) -> None:
         written = self._image.write(payload, offset)
@@ -147,6 +142,10 @@ class RbdDevice(DeviceBase):
             else:
                 with self._errors(f"closing {self.label}"):
                     image.close()
+
+
+def _ignore(_completion) -> None:
+    """librbd's completion callback: completions are waited for, not signalled."""
 
 
 def _merged(runs: Extents) -> Extents:

@@ -10,58 +10,56 @@ invariants that keep this a correct disk:
   returns only after all writes acknowledged before it are done and flushed;
 - a write that fails after its acknowledgement makes the device fail every later write
   and flush with that error (as a disk reports a lost cached write), never success;
-- at most ``limit`` writes are in flight, and no wait lasts past ``patience`` seconds (librbd
-  fails a request within the operation timeout; past that, ``TimeoutError``).
+- at most ``limit`` writes are in flight.
+Completions are waited for by the caller (librbd's own wait, bounded by the operation
+timeout), never signalled from librbd's threads: no lock is shared with them, which also
+keeps this safe under eventlet's monkey patching (Cinder).
 """
 
-import errno
 import threading
 
 
 class InFlight:
-    """The writes handed to librbd and not yet completed, by (offset, end)."""
+    """The writes handed to librbd and not yet reaped, oldest first."""
 
-    def __init__(self, patience: float, limit: int = 64):
-        self._patience = patience
+    def __init__(self, limit: int = 64):
         self._limit = limit
-        self._writes: dict[int, tuple[int, int, object]] = {}  # token -> (offset, end, data)
-        self._next = 0
-        self._cond = threading.Condition()
+        self._writes: list[tuple[int, int, object, object]] = []  # offset, end, data, completion
+        self._lock = threading.Lock()  # the callers' threads only
         self.error = 0  # the errno of the first write that failed after its acknowledgement
 
-    def start(self, offset: int, data: bytes) -> int:
-        """Register a write before it is issued (waiting for overlaps and room); its token."""
+    def issue(self, offset: int, data: bytes, submit) -> None:
+        """Wait for overlapping writes and for room, then ``submit()`` (returns a completion)."""
         end = offset + len(data)
-        with self._cond:
-            self._wait(lambda: len(self._writes) < self._limit and not self._overlaps(offset, end))
-            token = self._next
-            self._next += 1
-            self._writes[token] = (offset, end, data)  # keeps the buffer alive for librbd
-            return token
-
-    def done(self, token: int, result: int) -> None:
-        """librbd's completion (on its own thread): forget the write, keep a failure."""
-        with self._cond:
-            self._writes.pop(token, None)
-            if result < 0 and not self.error:
-                self.error = -result
-            self._cond.notify_all()
+        self.wait_range(offset, len(data))
+        with self._lock:
+            while len(self._writes) >= self._limit:
+                self._finish(self._writes[0])
+            # The entry keeps the buffer alive while librbd may read it.
+            self._writes.append((offset, end, data, submit()))
 
     def wait_range(self, offset: int, length: int) -> None:
         """Wait until no write in flight overlaps ``[offset, offset + length)``."""
-        with self._cond:
-            self._wait(lambda: not self._overlaps(offset, offset + length))
+        end = offset + length
+        with self._lock:
+            self._reap()
+            for entry in [w for w in self._writes if w[0] < end and offset < w[1]]:
+                self._finish(entry)
 
     def drain(self) -> None:
         """Wait until every write in flight has completed."""
-        with self._cond:
-            self._wait(lambda: not self._writes)
+        with self._lock:
+            while self._writes:
+                self._finish(self._writes[0])
 
-    def _wait(self, predicate) -> None:
-        if not self._cond.wait_for(predicate, self._patience):
-            if not self.error:
-                self.error = errno.ETIMEDOUT
-            raise TimeoutError(errno.ETIMEDOUT, "writes in flight did not complete")
+    def _reap(self) -> None:
+        for entry in [w for w in self._writes if w[3].is_complete()]:
+            self._finish(entry)
 
-    def _overlaps(self, offset: int, end: int) -> bool:
-        return any(o < end and offset < e for o, e, _ in self._writes.values())
+    def _finish(self, entry) -> None:
+        completion = entry[3]
+        completion.wait_for_complete_and_cb()
+        result = completion.get_return_value()
+        if result < 0 and not self.error:
+            self.error = -result
+        self._writes.remove(entry)
