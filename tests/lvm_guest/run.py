@@ -96,9 +96,18 @@ def write_job(run_dir: str, command: list[str], sites: list[str], disks: list[st
 
 
 def qemu_command(
-    guest: build.Guest, run_dir: str, sites: list[str], disks: list[str], accel: str, mem: int
+    guest: build.Guest,
+    run_dir: str,
+    sites: list[str],
+    disks: list[str],
+    accel: str,
+    mem: int,
+    cache: str = "unsafe",
 ) -> list[str]:
-    """The QEMU command line that boots the guest with its shares and disks."""
+    """The QEMU command line that boots the guest with its shares and disks.
+
+    ``cache``: QEMU's cache mode of the disks; scratch disks ignore the guest's flushes.
+    """
     cmd = [QEMU, "-accel", accel, "-cpu", "host" if accel == "kvm" else "max"]
     cmd += ["-m", str(mem), "-smp", "1", "-nodefaults", "-no-user-config", "-no-reboot"]
     cmd += ["-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none"]
@@ -111,12 +120,15 @@ def qemu_command(
         virtfs = f"local,path={path},mount_tag={tag},security_model=none"
         cmd += ["-virtfs", virtfs + (",readonly=on" if read_only else "")]
     for disk in disks:
-        cmd += ["-drive", f"file={disk},format=raw,if=virtio,cache=unsafe"]
+        cmd += ["-drive", f"file={disk},format=raw,if=virtio,cache={cache}"]
     return cmd
 
 
-def boot(cmd: list[str], timeout: float, log_path: str, echo: bool = True) -> bool:
-    """Run QEMU, stream its console to stdout and ``log_path``; False when it timed out."""
+def boot(cmd: list[str], timeout: float, log_path: str, echo: bool = True, cut=None) -> bool:
+    """Run QEMU, stream its console to stdout and ``log_path``; False when it timed out.
+
+    ``cut``: polled about every 50 ms; once it returns True, QEMU is SIGKILLed (a power cut).
+    """
     deadline = time.monotonic() + timeout
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -129,7 +141,10 @@ def boot(cmd: list[str], timeout: float, log_path: str, echo: bool = True) -> bo
                 proc.kill()
                 proc.wait()
                 return False
-            ready, _, _ = select.select([fd], [], [], min(remaining, 1.0))
+            if cut is not None and cut():
+                proc.kill()
+                break
+            ready, _, _ = select.select([fd], [], [], min(remaining, 0.05 if cut else 1.0))
             if not ready:
                 continue
             chunk = os.read(fd, 65536)
