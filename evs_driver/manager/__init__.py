@@ -1,10 +1,11 @@
 """``VolumeManager``: the coordinator over catalog, locks, rules and one driver per backend.
 
 One class made of one mixin per group of operations (``volumes``, ``snapshots``,
-``attachments``, ``block`` attachments, ``data``) over ``base.ManagerBase``, which holds the pattern every
+``attachments``, ``block`` attachments, ``data``, ``adopt``) over ``base.ManagerBase``, which holds the pattern every
 operation follows; ``backends`` starts each enabled backend on first use.
 """
 
+from evs_driver.manager.adopt import AdoptOperations
 from evs_driver.manager.attachments import AttachOperations
 from evs_driver.manager.base import EMBEDDED_BACKEND
 from evs_driver.manager.block import BlockAttachOperations
@@ -16,7 +17,12 @@ __all__ = ["EMBEDDED_BACKEND", "VolumeManager"]
 
 
 class VolumeManager(
-    VolumeOperations, SnapshotOperations, AttachOperations, BlockAttachOperations, DataOperations
+    VolumeOperations,
+    SnapshotOperations,
+    AttachOperations,
+    BlockAttachOperations,
+    DataOperations,
+    AdoptOperations,
 ):
     """Volumes and snapshots over the enabled backends, enforcing the product rules.
 
