@@ -23,6 +23,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 
 import build
 
@@ -132,7 +133,13 @@ def qemu_command(
     return cmd
 
 
-def boot(cmd: list[str], timeout: float, log_path: str, echo: bool = True, cut=None) -> bool:
+def boot(
+    cmd: list[str],
+    timeout: float,
+    log_path: str,
+    echo: bool = True,
+    cut: Callable[[], bool] | None = None,
+) -> bool:
     """Run QEMU, stream its console to stdout and ``log_path``; False when it timed out.
 
     ``cut``: polled about every 50 ms; once it returns True, QEMU is SIGKILLed (a power cut).
