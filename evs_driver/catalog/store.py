@@ -121,16 +121,19 @@ class Catalog:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Txn]:
-        """One IMMEDIATE transaction: committed (and synced) on success, rolled back on error."""
+        """One IMMEDIATE transaction: committed (and synced, when it changed a row) on
+        success, rolled back on error."""
         with self._lock, self._errors("write"):
             self._db.execute("BEGIN IMMEDIATE")
+            changes = self._db.total_changes
             try:
                 yield Txn(self._db)
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-            self._sync_log()
+            if self._db.total_changes != changes:  # else the log got nothing to sync
+                self._sync_log()
 
     def _sync_log(self) -> None:
         try:

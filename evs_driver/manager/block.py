@@ -87,12 +87,12 @@ class BlockAttachOperations(ManagerBase):
                         cat.now(),
                     )
                     txn.add_attachment(attachment)
-                    txn.move_status(volume, "in-use", expect=(volume.status,), task=None)
+                    txn.update(volume, status="in-use", task=None)
             try:
                 update = driver.create_export(None, volume, dict(connector, protocol=protocol))
                 if update:
                     with self.catalog.transaction() as txn:
-                        txn.set_fields(volume, **update)
+                        txn.update(volume, **update)
                 info = driver.initialize_connection(volume, dict(connector, protocol=protocol))
             except BaseException:
                 if not again:
@@ -109,7 +109,7 @@ class BlockAttachOperations(ManagerBase):
             txn.remove_attachment(attachment)
             others = txn.attachments(volume.id)
             if not others:
-                txn.move_status(volume, "available", expect=("in-use",), task=None)
+                txn.update(volume, status="available", task=None)
         try:
             driver.terminate_connection(volume, _connector(attachment))
             _remove_unused(driver, volume, [attachment], others)
@@ -138,7 +138,7 @@ class BlockAttachOperations(ManagerBase):
                 for attachment in gone:
                     txn.remove_attachment(attachment)
                 if not txn.attachments(volume.id):
-                    txn.move_status(volume, "available", expect=("in-use",), task=None)
+                    txn.update(volume, expect=("in-use",), status="available", task=None)
         for attachment in gone:
             LOG.info(
                 "Detached volume %s (%s) from %s %s",
@@ -151,7 +151,7 @@ class BlockAttachOperations(ManagerBase):
 
     def block_attachments(self, volume_id: str | None = None) -> list[dict]:
         """Every block attachment in the catalog, or one volume's."""
-        with self.catalog.transaction() as txn:
+        with self.catalog.reading() as txn:
             return [_view(a) for a in txn.attachments(volume_id)]
 
     def block_exports(self) -> list[dict]:
