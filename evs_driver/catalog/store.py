@@ -73,7 +73,9 @@ class Catalog:
 
     def __init__(self, path: str, used_before: bool = False):
         """``used_before``: the state path holds other state, so a catalog file cut to
-        nothing is damage, not a new catalog (which is empty only for an instant)."""
+        nothing, or one without tables (cut short, or its log lost: closing keeps the
+        committed transactions there), is damage, not a new catalog (which is empty only for
+        an instant)."""
         self.path = path
         self._lock = threading.RLock()
         if used_before and _empty(path) and _empty(path + "-wal"):
@@ -89,6 +91,8 @@ class Catalog:
         try:
             with self._errors("set up"):
                 if self._db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                    raise exception.CatalogError(path=path, reason=_DAMAGED)
+                if used_before and not _tables(self._db):
                     raise exception.CatalogError(path=path, reason=_DAMAGED)
                 if _upgrade(self._db):
                     self._sync_log()
@@ -190,12 +194,15 @@ def _empty(path: str) -> bool:
         return True
 
 
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
 def _upgrade(db: sqlite3.Connection) -> bool:
     """Make a new catalog's tables, or add what one made by an older release lacks; an
     up-to-date catalog is only read. Returns whether it wrote."""
     wrote = False
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if not {"volumes", "snapshots", "attachments"} <= tables:
+    if not {"volumes", "snapshots", "attachments"} <= _tables(db):
         db.executescript(_SCHEMA)
         wrote = True
     for table, columns in _ADDED_COLUMNS.items():
