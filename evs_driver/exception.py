@@ -159,6 +159,13 @@ class OverSubscription(InvalidOperation):
     code = errno.ENOSPC
 
 
+class NoCapacity(OverSubscription):
+    message = (
+        "Backend %(backend)s has no capacity left for %(requested)d GiB: the file system "
+        "holding it is full; free space there and retry."
+    )
+
+
 class AmbiguousName(InvalidInput):
     message = "%(count)d %(kind)ss are named %(name)s; use the id instead."
 

@@ -4,18 +4,23 @@ Raw images are copied where the manager is, by our own sparse copy. Other format
 copied by qemu-img in the ``evs`` process (so its progress bar draws on the user's
 terminal) against an export made for the copy, scoped to the asking process: one
 sequence, ``_through_export``, whether the manager is embedded or in the service.
+``imageio`` (with ``subprocess``) is imported where a copy needs it: the command line's
+parser imports this module.
 """
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from evs_driver import exception, imageio
+from evs_driver import exception
 from evs_driver.operations.arguments import image_format
 from evs_driver.operations.context import Context
 from evs_driver.operations.table import Arg, operation, with_client
 from evs_driver.units import GiB
+
+if TYPE_CHECKING:
+    from evs_driver import imageio
 
 FORCE = Arg(
     "force", ("--force",), action="store_true", default=False, help="Overwrite FILE if it exists."
@@ -70,6 +75,8 @@ def snapshot_export(
 # -- the evs process's side -----------------------------------------------------------------
 @with_client("volume_import")
 def _import(client, volume: str, file: str) -> dict:
+    from evs_driver import imageio
+
     info = _probe(file, raw_natively=client.embedded)
     if info is None:
         return client.call("volume_import", volume, os.path.abspath(file))
@@ -95,6 +102,8 @@ def _export_snapshot(client, snapshot: str, file: str, image_format: str = "raw"
 
 
 def _export(client, kind: str, ref: str, file: str, image_format: str, force: bool) -> dict:
+    from evs_driver import imageio
+
     _refuse_existing(file, force)
     if not imageio.available() or (image_format == "raw" and client.embedded):
         if image_format != "raw":
@@ -111,6 +120,8 @@ def _export(client, kind: str, ref: str, file: str, image_format: str, force: bo
 def _through_export(client, kind: str, ref: str, read_only: bool) -> Iterator[tuple[dict, str]]:
     """An export of ``ref`` on a private socket for one copy, ended afterwards (and by the
     service anyway if this process dies meanwhile)."""
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="evs-nbd-") as directory:  # sockets are < 108 bytes
         listen = {"socket": os.path.join(directory, "nbd.sock")}
         extra = {"read_only": read_only} if kind == "volume" else {}
@@ -123,8 +134,10 @@ def _through_export(client, kind: str, ref: str, read_only: bool) -> Iterator[tu
                 client.call(f"{kind}_unserve", served[kind], **unserve)
 
 
-def _probe(path: str, raw_natively: bool) -> imageio.ImageInfo | None:
+def _probe(path: str, raw_natively: bool) -> "imageio.ImageInfo | None":
     """The image's qemu-img info when qemu-img copies it; None for our own raw copy."""
+    from evs_driver import imageio
+
     if not imageio.available() or not os.access(path, os.R_OK):
         return None  # the raw copy reports a missing or unreadable file itself
     info = imageio.inspect(path)

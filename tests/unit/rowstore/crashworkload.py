@@ -7,6 +7,8 @@ crash state must then show:
 - the devices as after the last operation that returned, or as after the one in flight;
 - in each unit, the tag it had at the last durable point (a flush, a collection or a
   control operation that returned) or one written after it (or by the operation in flight);
+- free chunks that read as zeros, unless the pool is marked as not closed cleanly (it then
+  zeroes them before it allocates one);
 - a clean check, and, once every device is deleted and collected, no space in use.
 """
 
@@ -192,6 +194,8 @@ def verify(
     write_state(images, directory)
     names, tags, sizes = workload.expectations(k)
     with Pool.open(directory, background=False) as pool:
+        if pool._transaction.marked_clean:
+            _free_chunks_read_as_zeros(pool, os.path.join(directory, "data"), k)
         found = {d.name for d in pool.devices()}
         assert found in names, (k, found, names)
         for name in sorted(found):
@@ -213,3 +217,14 @@ def verify(
         usage = pool.usage()
         assert usage.used_bytes == 0 and pool.garbage_nodes == 0, (k, usage)
         assert pool.check().clean
+
+
+def _free_chunks_read_as_zeros(pool: Pool, data_path: str, k: int) -> None:
+    """Every chunk a new write could be given reads as zeros in the data file."""
+    datamap = pool._datamap
+    free = set(datamap.free_chunks()) | set(range(datamap.high_water, CAPACITY_CHUNKS))
+    with open(data_path, "rb") as file:
+        data = file.read()
+    for chunk in sorted(free):
+        content = data[chunk * CHUNK : (chunk + 1) * CHUNK]
+        assert content.count(0) == len(content), f"crash at {k}: free chunk {chunk} holds data"

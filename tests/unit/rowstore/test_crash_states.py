@@ -21,6 +21,7 @@ from evs_driver.rowstore import metastore
 from evs_driver.rowstore.chunkstore import ChunkStore
 from evs_driver.rowstore.datamap import DataMap
 from evs_driver.rowstore.metastore import MetaStore
+from evs_driver.rowstore.transaction import Transaction
 from tests.unit.rowstore.crashworkload import Workload, verify
 
 STATES = int(os.environ.get("EVS_CRASH_STATES", "2000"))
@@ -138,7 +139,20 @@ def freed_chunks_reused_at_once(monkeypatch):
     monkeypatch.setattr(DataMap, "drop", drop_and_reuse)
 
 
-@pytest.mark.parametrize("bug", ["data_synced_after_the_metadata", "freed_chunks_reused_at_once"])
+@pytest.fixture
+def clean_mark_kept_while_allocating(monkeypatch):
+    """Planted bug: chunks are allocated and written while the pool is still marked clean."""
+    monkeypatch.setattr(Transaction, "before_allocating", lambda transaction: None)
+
+
+@pytest.mark.parametrize(
+    "bug",
+    [
+        "data_synced_after_the_metadata",
+        "freed_chunks_reused_at_once",
+        "clean_mark_kept_while_allocating",
+    ],
+)
 def test_the_crash_states_catch_a_planted_bug(tmp_path, request, bug):
     request.getfixturevalue(bug)
     with pytest.raises(AssertionError):

@@ -67,6 +67,7 @@ def test_each_module_imports_only_layers_below_it_and_nothing_above_the_engine()
                     "evs_driver.exception",
                     "evs_driver.fileio",
                     "evs_driver.reports",
+                    "evs_driver.sqlitelog",
                 }, f"{module} imports {imported}"
 
 
