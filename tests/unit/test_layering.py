@@ -22,7 +22,7 @@ LAYERS = [
     ("recovery",),
     ("manager",),
     ("operations",),
-    ("service",),
+    ("service", "cinder_errors"),
     ("cinder", "cmd"),
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}
