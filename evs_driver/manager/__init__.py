@@ -1,7 +1,7 @@
 """``VolumeManager``: the coordinator over catalog, locks, rules and one driver per backend.
 
 One class made of one mixin per group of operations (``volumes``, ``snapshots``,
-``attachments``, ``block`` attachments, ``data``) over ``base.ManagerBase``, which holds the pattern every
+``schedules``, ``attachments``, ``block`` attachments, ``data``) over ``base.ManagerBase``, which holds the pattern every
 operation follows; ``backends`` starts each enabled backend on first use.
 """
 
@@ -9,6 +9,7 @@ from evs_driver.manager.attachments import AttachOperations
 from evs_driver.manager.base import EMBEDDED_BACKEND
 from evs_driver.manager.block import BlockAttachOperations
 from evs_driver.manager.data import DataOperations
+from evs_driver.manager.schedules import ScheduleOperations
 from evs_driver.manager.snapshots import SnapshotOperations
 from evs_driver.manager.volumes import VolumeOperations
 
@@ -16,7 +17,12 @@ __all__ = ["EMBEDDED_BACKEND", "VolumeManager"]
 
 
 class VolumeManager(
-    VolumeOperations, SnapshotOperations, AttachOperations, BlockAttachOperations, DataOperations
+    VolumeOperations,
+    ScheduleOperations,
+    SnapshotOperations,
+    AttachOperations,
+    BlockAttachOperations,
+    DataOperations,
 ):
     """Volumes and snapshots over the enabled backends, enforcing the product rules.
 

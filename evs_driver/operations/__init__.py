@@ -8,6 +8,7 @@ from evs_driver.operations import (  # noqa: F401
     copies,
     exports,
     pools,
+    schedules,
     snapshots,
     volumes,
 )
