@@ -330,3 +330,64 @@ class EVSCinderDriver(cinder_driver.VolumeDriver):
         """Provider updates for Cinder's database at start: none, ids are our names."""
         with _cinder_errors("update provider info", self._group):
             return self.evs.update_provider_info(volumes, snapshots)
+
+    # -- managing existing volumes and snapshots -----------------------------------------
+    def manage_existing_get_size(self, volume, existing_ref):
+        """Size in GiB of the volume managing ``existing_ref`` makes."""
+        with _manage_errors("manage volume", volume, existing_ref):
+            return self.evs.manage_existing_get_size(volume, existing_ref)
+
+    def manage_existing(self, volume, existing_ref):
+        """Adopt the backend device ``existing_ref`` names (``source-name``/``source-id``)."""
+        with _manage_errors("manage volume", volume, existing_ref):
+            return self.evs.manage_existing(volume, existing_ref)
+
+    def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys, sort_dirs):
+        """Devices on the backend that could be managed."""
+        with _cinder_errors("list manageable volumes", self._group):
+            entries = self.evs.get_manageable_volumes(cinder_volumes, None, None, 0, None, None)
+        return volume_utils.paginate_entries_list(
+            entries, marker, limit, offset, sort_keys, sort_dirs
+        )
+
+    @_translated("unmanage volume")
+    def unmanage(self, volume):
+        """Forget the volume; its data stays on the backend."""
+        return self.evs.unmanage(volume)
+
+    def manage_existing_snapshot_get_size(self, snapshot, existing_ref):
+        """Size in GiB of the snapshot ``existing_ref`` names."""
+        with _manage_errors("manage snapshot", snapshot, existing_ref):
+            return self.evs.manage_existing_snapshot_get_size(snapshot, existing_ref)
+
+    def manage_existing_snapshot(self, snapshot, existing_ref):
+        """Adopt the backend snapshot ``existing_ref`` names."""
+        with _manage_errors("manage snapshot", snapshot, existing_ref):
+            return self.evs.manage_existing_snapshot(snapshot, existing_ref)
+
+    def get_manageable_snapshots(
+        self, cinder_snapshots, marker, limit, offset, sort_keys, sort_dirs
+    ):
+        """Snapshots on the backend that could be managed."""
+        with _cinder_errors("list manageable snapshots", self._group):
+            entries = self.evs.get_manageable_snapshots(cinder_snapshots, None, None, 0, None, None)
+        return volume_utils.paginate_entries_list(
+            entries, marker, limit, offset, sort_keys, sort_dirs
+        )
+
+    @_translated("unmanage snapshot")
+    def unmanage_snapshot(self, snapshot):
+        """Forget the snapshot; its data stays on the backend."""
+        return self.evs.unmanage_snapshot(snapshot)
+
+
+@contextlib.contextmanager
+def _manage_errors(action: str, resource, existing_ref):
+    """A bad reference as Cinder's ``ManageExistingInvalidReference``, the rest translated."""
+    with _cinder_errors(action, resource):
+        try:
+            yield
+        except exception.InvalidReference as exc:
+            raise cinder_exception.ManageExistingInvalidReference(
+                existing_ref=existing_ref, reason=exc.msg
+            ) from exc

@@ -17,6 +17,7 @@ from evs_driver.blockdev import DeviceBase
 from evs_driver.conf import backend_option_error
 from evs_driver.conf.opts import backend_opts
 from evs_driver.interface import Exporter, VolumeDriver
+from evs_driver.manageable import ManageableDriver
 from evs_driver.units import GiB
 
 LOG = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def _gib(value: int) -> float:
     return round(value / GiB, 2)
 
 
-class EVSDriver(VolumeDriver):
+class EVSDriver(VolumeDriver, ManageableDriver):
     """Volumes and redirect-on-write snapshots on one backend group."""
 
     VERSION = "0.1.0"
@@ -163,7 +164,7 @@ class EVSDriver(VolumeDriver):
 
     def create_export(self, context, volume, connector) -> dict | None:
         """For a block protocol, the volume's device and target; returns the model update."""
-        protocol = self.block.protocol_of(connector or {})
+        protocol = self._block_protocol(connector or {})
         if protocol is None:
             return None  # the NBD export is made when a host connects
         return self.block.create_export(volume, protocol) or None
@@ -176,13 +177,20 @@ class EVSDriver(VolumeDriver):
         self.remove_block_export(volume, PROTOCOLS, release_device=True)
         self.exporter.unexport(volume.id)
 
+    def _block_protocol(self, connector: dict) -> str | None:
+        # A backend with its own protocol (rbd) keeps it unless the connector names another:
+        # every os-brick connector carries an initiator, which alone would pick a target.
+        if self.backend.native_volume_type and not connector.get("protocol"):
+            return None
+        return self.block.protocol_of(connector)
+
     def remove_block_export(self, volume, protocols, release_device: bool) -> None:
         """Remove the volume's targets of ``protocols``, and its block device when asked."""
         self.block.remove_export(volume, protocols, release_device)
 
     def attach_request(self, connector: dict) -> tuple[str, str] | None:
         """(protocol, checked initiator) of a block attach, None for an NBD export."""
-        protocol = self.block.protocol_of(connector or {})
+        protocol = self._block_protocol(connector or {})
         if protocol is None:
             return None
         return protocol, self.block.initiator_of(protocol, connector)
@@ -196,13 +204,13 @@ class EVSDriver(VolumeDriver):
 
         A block protocol comes from ``connector["protocol"]`` or, failing that, from the
         initiator key of the configured ``target_helper`` (``initiator`` for lioadm, ``nqn``
-        for nvmet). Otherwise: a local device path when the backend has one, else an NBD
-        export, read-only for ``connector["access_mode"] == "ro"``, served where
+        for nvmet). Otherwise: a local device path when the backend has one, the backend's
+        own protocol (``rbd``) unless ``connector["protocol"] == "nbd"``, else an NBD export, read-only for ``connector["access_mode"] == "ro"``, served where
         ``connector["nbd_listen"]`` (``{"socket": path}`` or ``{"host": h, "port": n}``) says,
         with ``connector["nbd_name"]`` as a second export name.
         """
         connector = connector or {}
-        protocol = self.block.protocol_of(connector)
+        protocol = self._block_protocol(connector)
         if protocol is not None:
             initiator = self.block.initiator_of(protocol, connector)
             return self.block.initialize_connection(volume, protocol, initiator)
@@ -211,7 +219,7 @@ class EVSDriver(VolumeDriver):
     def terminate_connection(self, volume, connector, **kwargs) -> None:
         """End ``connector``'s access: its initiator's ACL, or the NBD export."""
         connector = connector or {}
-        protocol = self.block.protocol_of(connector)
+        protocol = self._block_protocol(connector)
         if protocol is not None:
             initiator = self.block.initiator_of(protocol, connector)
             self.block.terminate_connection(volume, protocol, initiator)
@@ -230,6 +238,10 @@ class EVSDriver(VolumeDriver):
         properties = dict(self.backend.connection_properties(device_id))
         if "device_path" in properties:
             return {"driver_volume_type": "local", "data": properties}
+        native = self.backend.native_volume_type
+        if native and properties and connector.get("protocol") != "nbd":
+            properties["access_mode"] = "ro" if read_only else "rw"
+            return {"driver_volume_type": native, "data": properties}
         listen = connector.get("nbd_listen")
         extra = {"listen": listen} if listen else {}  # only the service's exporter takes it
         if connector.get("nbd_name"):

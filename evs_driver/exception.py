@@ -252,6 +252,18 @@ class AttachFailed(EVSError):
     message = "Attach failed: %(reason)s"
 
 
+class BackendTimeout(BackendUnavailable):
+    message = (
+        "Backend %(backend)s: %(action)s timed out after %(timeout)d s: %(reason)s. Nothing was "
+        "left half-made; retry when the cluster answers again."
+    )
+    code = errno.ETIMEDOUT
+
+
+class InvalidReference(InvalidInput):
+    message = "Cannot manage %(ref)s: %(reason)s"
+
+
 class InvalidSchedule(InvalidInput):
     message = "Invalid schedule: %(reason)s"
 

@@ -8,18 +8,22 @@ from evs_driver.conf.common import DEFAULT_OPTS
 from evs_driver.conf.local import LOCAL_OPTS
 from evs_driver.conf.nbd import NBD_GROUP, NBD_OPTS
 
+# Backends whose option modules may be absent from a trimmed install: (module, list name).
+_OPTIONAL_BACKEND_OPTS = (("lvm_opts", "LVM_OPTS"), ("rbd_opts", "RBD_OPTS"))
+
 
 def backend_opts() -> list:
-    """Options a backend group may set: shared, local pool, and LVM ones when present."""
+    """Options a backend group may set: shared, local pool, and LVM and RBD ones when present."""
     opts = BACKEND_OPTS + LOCAL_OPTS + KERNEL_NBD_OPTS
-    try:
-        lvm = importlib.import_module("evs_driver.conf.lvm_opts")
-    except ModuleNotFoundError as exc:
-        # The LVM backend is optional; only its own absence is tolerated.
-        if exc.name != "evs_driver.conf.lvm_opts":
-            raise
-    else:
-        opts = opts + list(lvm.LVM_OPTS)
+    for module_name, list_name in _OPTIONAL_BACKEND_OPTS:
+        name = f"evs_driver.conf.{module_name}"
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # only the module's own absence is tolerated
+                raise
+        else:
+            opts = opts + list(getattr(module, list_name))
     return opts
 
 

@@ -25,7 +25,11 @@ EXPORT_COLUMNS = (
 
 
 def _connector(listen: dict | None, read_only: bool) -> dict:
-    connector = {"host": socket.gethostname(), "access_mode": "ro" if read_only else "rw"}
+    connector = {
+        "host": socket.gethostname(),
+        "access_mode": "ro" if read_only else "rw",
+        "protocol": "nbd",  # served by us even where the backend has its own attach (rbd)
+    }
     if listen:
         connector["nbd_listen"] = listen
     return connector

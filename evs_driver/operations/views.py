@@ -137,4 +137,3 @@ def schedule(manager, record: catalog.Schedule) -> dict:
     view["every"] = scheduling.format_every(record.every)
     view["snapshots"] = len(manager.auto_snapshots(record.volume_id))
     return {key: view[key] for key in SCHEDULE_FIELDS}
-

@@ -17,11 +17,11 @@ LAYERS = [
     ("conf",),
     ("rowstore", "attach"),
     ("backends",),
-    ("interface",),
+    ("interface", "manageable"),
     ("loader", "driver"),
     ("recovery",),
     ("manager",),
-    ("operations",),
+    ("operations", "adopt"),
     ("service",),
     ("cinder", "cmd"),
 ]
