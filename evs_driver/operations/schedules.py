@@ -1,10 +1,13 @@
 """Snapshot schedule operations as users ask for them (``evs schedule ...``)."""
 
+from oslo_log import log as logging
+
 from evs_driver.operations import views
 from evs_driver.operations.arguments import count, interval
 from evs_driver.operations.context import Context
 from evs_driver.operations.table import LISTING, NOTHING, Arg, operation
 
+LOG = logging.getLogger(__name__)
 SCHEDULE = Arg("schedule", help="Schedule id, or its volume's id or name.")
 
 
@@ -53,6 +56,8 @@ def schedule_create(
 ) -> dict:
     """Create a volume's schedule (``every`` in seconds); evs-volume runs it."""
     record = ctx.manager.create_schedule(volume, every, keep, keep_daily, keep_weekly)
+    if not ctx.in_service:
+        LOG.warning("No evs-volume runs now: schedule %s runs once it starts", record.id)
     return views.schedule(ctx.manager, record)
 
 

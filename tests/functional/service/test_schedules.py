@@ -93,7 +93,7 @@ def test_bad_schedules_get_one_line_errors(state, args, status, says):
     assert ok(state, "schedule", "list") == []
 
 
-def test_unknown_volumes_and_the_reserved_prefix_are_refused(state):
+def test_unknown_volumes_and_the_reserved_prefix_are_refused_without_a_service(state):
     result = evs(state, "schedule", "create", "nope", "--every", "1h", "--keep", "1")
     assert result.returncode == 1 and "Volume nope not found" in result.stderr
     ok(state, "volume", "create", "--size", "1", "--name", "v")
@@ -101,3 +101,5 @@ def test_unknown_volumes_and_the_reserved_prefix_are_refused(state):
     assert result.returncode == 1 and "evs schedule create v" in result.stderr
     result = evs(state, "snapshot", "create", "v", "--name", "autobk_snapshot_20260101T000000Z")
     assert result.returncode == 1 and "reserved" in result.stderr
+    result = evs(state, "schedule", "create", "v", "--every", "1h", "--keep", "1")
+    assert result.returncode == 0 and "No evs-volume runs now" in result.stderr  # it waits
