@@ -7,6 +7,7 @@ from evs_driver.operations import (  # noqa: F401
     attach,
     copies,
     exports,
+    manage,
     pools,
     schedules,
     snapshots,
