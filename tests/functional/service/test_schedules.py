@@ -57,6 +57,7 @@ def test_a_service_runs_a_schedule_keeps_its_retention_and_resumes_after_restart
     # Stopped: the run in progress finished, so retention has been applied.
     autos = _auto_names(state)
     assert len(autos) == 2, autos
+    shown = _schedule(state)  # runs went on until the stop
     assert autos[-1] == scheduling.snapshot_name(scheduling.parse_stamp(shown["last_run"]))
     assert "mine" in [s["name"] for s in ok(state, "snapshot", "list")]
     assert "Deleted snapshot" in service.log_text()
