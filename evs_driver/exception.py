@@ -137,7 +137,8 @@ class VolumeAttached(InvalidStatus):
 class SnapshotLimitExceeded(InvalidOperation):
     message = (
         "Volume %(volume)s already has %(count)d snapshots; the limit "
-        "(max_snapshots_per_volume) is %(limit)d."
+        "(max_snapshots_per_volume) is %(limit)d. Delete one first (a schedule's "
+        "autobk_snapshot_ ones do not count)."
     )
     code = errno.EDQUOT
 
@@ -268,3 +269,21 @@ class BackendTimeout(BackendUnavailable):
 
 class InvalidReference(InvalidInput):
     message = "Cannot manage %(ref)s: %(reason)s"
+
+
+class InvalidSchedule(InvalidInput):
+    message = "Invalid schedule: %(reason)s"
+
+
+class ScheduleExists(AlreadyExists):
+    message = (
+        "Volume %(volume)s already has schedule %(schedule)s; a volume has one schedule: "
+        "run `evs schedule delete %(schedule)s` first to replace it."
+    )
+
+
+class NoSchedule(NotFound):
+    message = (
+        "Volume %(name)s has no snapshot schedule; create one with "
+        "`evs schedule create %(name)s --every 1h --keep 24`."
+    )

@@ -1,4 +1,5 @@
-"""What the catalog holds: volumes, snapshots and attachments as records (Cinder-like)."""
+"""What the catalog holds: volumes, snapshots, attachments and snapshot schedules as records
+(Cinder-like)."""
 
 import dataclasses
 import datetime
@@ -99,3 +100,23 @@ class Snapshot(_Record):
     @property
     def size(self) -> int:
         return self.volume_size
+
+
+@dataclasses.dataclass
+class Schedule(_Record):
+    """A volume's snapshot schedule: every ``every`` seconds on the grid from ``anchor``, with
+    retention ``keep`` (newest), ``keep_daily`` and ``keep_weekly``; times are ISO UTC."""
+
+    id: str
+    volume_id: str
+    every: int
+    keep: int
+    keep_daily: int
+    keep_weekly: int
+    anchor: str
+    next_run: str
+    created_at: str
+    updated_at: str
+    last_run: str | None = None
+    last_snapshot_id: str | None = None
+    last_error: str | None = None

@@ -52,6 +52,21 @@ CREATE TABLE IF NOT EXISTS attachments (
     created_at TEXT NOT NULL,
     PRIMARY KEY (volume_id, protocol, initiator)
 );
+CREATE TABLE IF NOT EXISTS schedules (
+    id TEXT PRIMARY KEY,
+    volume_id TEXT NOT NULL UNIQUE,
+    every INTEGER NOT NULL,
+    keep INTEGER NOT NULL,
+    keep_daily INTEGER NOT NULL DEFAULT 0,
+    keep_weekly INTEGER NOT NULL DEFAULT 0,
+    anchor TEXT NOT NULL,
+    next_run TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    last_run TEXT,
+    last_snapshot_id TEXT,
+    last_error TEXT
+);
 """
 # Columns added after the first release, with their definitions (added when missing).
 _ADDED_COLUMNS = {"volumes": {"provider_auth": "TEXT"}}
@@ -202,7 +217,7 @@ def _upgrade(db: sqlite3.Connection) -> bool:
     """Make a new catalog's tables, or add what one made by an older release lacks; an
     up-to-date catalog is only read. Returns whether it wrote."""
     wrote = False
-    if not {"volumes", "snapshots", "attachments"} <= _tables(db):
+    if not {"volumes", "snapshots", "attachments", "schedules"} <= _tables(db):
         db.executescript(_SCHEMA)
         wrote = True
     for table, columns in _ADDED_COLUMNS.items():

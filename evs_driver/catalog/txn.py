@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from evs_driver import exception
-from evs_driver.catalog.records import Attachment, Snapshot, Volume, now
+from evs_driver.catalog.records import Attachment, Schedule, Snapshot, Volume, now
 
 _JSON_FIELDS = ("metadata", "task", "connector")
 
@@ -156,3 +156,34 @@ class Txn:
             "DELETE FROM attachments WHERE volume_id = ? AND protocol = ? AND initiator = ?",
             (attachment.volume_id, attachment.protocol, attachment.initiator),
         )
+
+    # -- schedules ------------------------------------------------------------------
+    def schedule(self, schedule_id: str) -> Schedule | None:
+        """The schedule with this id, or None."""
+        row = self._db.execute("SELECT * FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
+        return _from_row(Schedule, row) if row else None
+
+    def schedules(self, **where) -> list[Schedule]:
+        """Schedules filtered by exact column values, oldest first."""
+        return [_from_row(Schedule, r) for r in self._select("schedules", where)]
+
+    def add_schedule(self, schedule: Schedule) -> None:
+        """Insert a new schedule (one per volume: the table refuses a second)."""
+        fields = dataclasses.asdict(schedule)
+        cols = ", ".join(fields)
+        marks = ", ".join("?" * len(fields))
+        self._db.execute(f"INSERT INTO schedules ({cols}) VALUES ({marks})", tuple(fields.values()))
+
+    def update_schedule(self, schedule: Schedule, **fields) -> None:
+        """Set a schedule's run times and outcome, on the row and the object."""
+        fields["updated_at"] = now()
+        sets = ", ".join(f"{key} = ?" for key in fields)
+        self._db.execute(
+            f"UPDATE schedules SET {sets} WHERE id = ?", (*fields.values(), schedule.id)
+        )
+        for key, value in fields.items():
+            setattr(schedule, key, value)
+
+    def remove_schedule(self, schedule: Schedule) -> None:
+        """Delete a schedule (its snapshots stay)."""
+        self._db.execute("DELETE FROM schedules WHERE id = ?", (schedule.id,))

@@ -8,6 +8,7 @@ NOUN_HELP = {
     "pool": "Pools of the enabled backends.",
     "volume": "Volumes.",
     "snapshot": "Snapshots.",
+    "schedule": "Snapshot schedules with retention (run by evs-volume).",
     "export": "NBD exports of the running evs-volume.",
 }
 VERB_ORDER = (

@@ -3,7 +3,7 @@
 from oslo_log import log as logging
 
 from evs_driver import catalog as cat
-from evs_driver import exception, faults, rules
+from evs_driver import exception, faults, rules, scheduling
 from evs_driver.manager.base import ManagerBase
 from evs_driver.manager.volumes import _named
 
@@ -24,12 +24,25 @@ class SnapshotOperations(ManagerBase):
         """Snapshot a volume (``force`` is accepted as in Cinder API 3.66: in-use needs none)."""
         rules.check_snapshot_name(name)
         rules.check_text("description", description)
+        return self._take_snapshot(volume_ref, name, description, metadata, automatic=False)
+
+    def _take_snapshot(
+        self, volume_ref: str, name, description, metadata, automatic: bool
+    ) -> cat.Snapshot:
+        """Snapshot a volume; a user's snapshot counts against max_snapshots_per_volume, a
+        schedule's (``automatic``) against its schedule's retention instead."""
         with self.catalog.transaction() as txn:
             volume = self._find(txn, "volume", volume_ref)
             self._require_enabled(volume.backend)
             rules.expect_status("Volume", volume, rules.SNAPSHOT_SOURCE, "a snapshot")
-            count = len(txn.snapshots(volume_id=volume.id))
-            rules.check_snapshot_limit(volume.id, count, self.conf.max_snapshots_per_volume)
+            if not automatic:
+                users = [
+                    s
+                    for s in txn.snapshots(volume_id=volume.id)
+                    if not scheduling.is_automatic(s.display_name)
+                ]
+                limit = self.conf.max_snapshots_per_volume
+                rules.check_snapshot_limit(volume.id, len(users), limit)
             stamp = cat.now()
             snapshot = cat.Snapshot(
                 id=cat.new_id(),

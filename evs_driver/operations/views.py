@@ -115,3 +115,32 @@ def pool(manager, name: str, stats) -> dict:
         }
         | stats
     )
+
+
+SCHEDULE_COLUMNS = ("id", "volume_id", "every", "keep", "keep_daily", "keep_weekly", "next_run")
+
+
+SCHEDULE_FIELDS = (
+    "id",
+    "volume_id",
+    "every",
+    "keep",
+    "keep_daily",
+    "keep_weekly",
+    "next_run",
+    "last_run",
+    "last_snapshot_id",
+    "last_error",
+    "snapshots",
+    "created_at",
+)
+
+
+def schedule(manager, record: "catalog.Schedule") -> dict:
+    """A schedule with its interval as text and how many automatic snapshots it has now."""
+    from evs_driver import scheduling  # not at import: the parser imports this module
+
+    view = record.to_dict()
+    view["every"] = scheduling.format_every(record.every)
+    view["snapshots"] = len(manager.auto_snapshots(record.volume_id))
+    return {key: view[key] for key in SCHEDULE_FIELDS}

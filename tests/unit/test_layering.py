@@ -11,7 +11,7 @@ ROOT = pathlib.Path(evs_driver.__file__).parent
 LAYERS = [
     ("units", "exception"),
     ("reports", "blockdev", "fileio", "faults", "rules", "imageio", "sqlitelog"),
-    ("filedev", "copying", "locking", "catalog"),
+    ("filedev", "copying", "locking", "catalog", "scheduling"),
     ("dataio",),
     ("nbd",),
     ("conf",),
