@@ -9,6 +9,7 @@ statistics in the form Cinder's scheduler expects.
 
 import contextlib
 import functools
+import os
 
 try:
     from cinder import exception as cinder_exception
@@ -16,6 +17,7 @@ try:
     from cinder.image import image_utils
     from cinder.volume import driver as cinder_driver
     from cinder.volume import volume_utils
+    from oslo_utils import importutils
 except ImportError as exc:
     raise ImportError(
         f"evs_driver.cinder runs inside OpenStack Cinder, which cannot be imported ({exc}); "
@@ -24,9 +26,11 @@ except ImportError as exc:
 from oslo_config import cfg
 
 from evs_driver import dataio, exception
+from evs_driver.attach.devices import VolumeDevices
 from evs_driver.conf.common import DEFAULT_OPTS
 from evs_driver.conf.opts import backend_opts
 from evs_driver.driver import EVSDriver
+from evs_driver.service.exporter import NBDExporter
 
 # evs_driver's [DEFAULT] options that a backend reads. Under Cinder, ``lock_timeout`` is set
 # per backend section; ``state_path`` is Cinder's own [DEFAULT] option of that name.
@@ -111,7 +115,20 @@ class EVSCinderDriver(cinder_driver.VolumeDriver):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.evs = EVSDriver(configuration=CinderBackendConf(self.configuration), host=self.host)
+        conf = CinderBackendConf(self.configuration)
+        # A local volume's block device is the kernel NBD client on this process's own
+        # NBD export of it (a unix socket in an owner-only directory).
+        run_dir = os.path.join(conf.state_path, "evs-run", self._group)
+        self.nbd_exporter = NBDExporter(os.path.join(run_dir, "nbd.sock"))
+        self.evs = EVSDriver(configuration=conf, host=self.host, exporter=self.nbd_exporter)
+        self._run_dir = run_dir
+        self._devices: VolumeDevices | None = None
+        # Cinder's own target helper, made exactly as its LVM driver makes it.
+        helper = self.target_mapping[self.configuration.safe_get("target_helper")]
+        self.target_driver = importutils.import_object(
+            helper, configuration=self.configuration, executor=self._execute
+        )
+        self.protocol = self.target_driver.storage_protocol or self.target_driver.protocol
 
     @staticmethod
     def get_driver_options():
@@ -155,6 +172,7 @@ class EVSCinderDriver(cinder_driver.VolumeDriver):
             # Cinder's option is a string ("20.0" or "auto"); the scheduler takes a number,
             # or "auto", which it then computes from the pool's use.
             stats["max_over_subscription_ratio"] = self._over_subscription_ratio()
+            stats["storage_protocol"] = self.protocol  # what the target helper exports
             pool = {key: stats.pop(key) for key in POOL_KEYS if key in stats}
             pool["pool_name"] = stats["volume_backend_name"]
             stats["pools"] = [pool]
@@ -246,33 +264,130 @@ class EVSCinderDriver(cinder_driver.VolumeDriver):
             "encrypted volumes from images are not supported"
         )
 
-    # -- export and attach ---------------------------------------------------------------
+    # -- export and attach: our block device behind Cinder's target helper ---------------------
+    @property
+    def devices(self) -> VolumeDevices:
+        """The block devices of this backend's volumes (an LV, or a kernel NBD device)."""
+        if self._devices is None:
+            os.makedirs(self._run_dir, mode=0o700, exist_ok=True)
+            os.chmod(self._run_dir, 0o700)
+            self._devices = VolumeDevices(
+                self.evs.configuration, self.evs.backend, self.nbd_exporter
+            )
+        return self._devices
+
     def create_export(self, context, volume, connector):
-        """Prepare the volume to be attached."""
+        """Connect the volume's block device and export it with Cinder's target helper."""
         with _cinder_errors("create export", volume):
-            return self.evs.create_export(context, volume, connector)
+            path = self.devices.device_path(volume.id)
+        export = self.target_driver.create_export(context, volume, path)
+        return {"provider_location": export["location"], "provider_auth": export["auth"]}
 
     def ensure_export(self, context, volume):
-        """Recreate an export after a restart."""
+        """Reconnect the volume's device after a restart and let the target helper check."""
         with _cinder_errors("ensure export", volume):
-            return self.evs.ensure_export(context, volume)
+            path = self.devices.device_path(volume.id)
+        return self.target_driver.ensure_export(context, volume, path)
 
     def remove_export(self, context, volume):
-        """Stop exporting the volume."""
+        """Remove the target, then flush and release the volume's block device."""
+        self.target_driver.remove_export(context, volume)
         with _cinder_errors("remove export", volume):
-            return self.evs.remove_export(context, volume)
+            self.devices.release(volume.id)
 
     def initialize_connection(self, volume, connector, initiator_data=None):
-        """Connection information for a host."""
-        with _cinder_errors("initialize connection", volume):
-            return self.evs.initialize_connection(volume, connector)
+        """Connection information from the target helper (iscsi or nvmeof)."""
+        return self.target_driver.initialize_connection(volume, connector)
+
+    def validate_connector(self, connector):
+        """The target helper's check of the connector (an initiator IQN or a host NQN)."""
+        return self.target_driver.validate_connector(connector)
 
     def terminate_connection(self, volume, connector, **kwargs):
-        """Forget a host's connection (the manager adds ``force=``)."""
-        with _cinder_errors("terminate connection", volume):
-            return self.evs.terminate_connection(volume, connector, **kwargs)
+        """Drop the connector's access unless another attachment on that host still uses it.
+
+        As Cinder's LVM driver does: returns True when other attachments remain, so the
+        manager keeps the export.
+        """
+
+        def same_connector(attachment):
+            return attachment.connector and self.target_driver.are_same_connector(
+                attachment.connector, connector
+            )
+
+        attachments = volume.volume_attachment
+        if volume.multiattach and sum(1 for a in attachments if same_connector(a)) > 1:
+            return True
+        self.target_driver.terminate_connection(volume, connector, **kwargs)
+        return len(attachments) > 1
+
+    def close(self) -> None:
+        """Stop serving NBD and release the backend (tests; cinder-volume just exits)."""
+        self.nbd_exporter.close()
+        self.evs.close()
 
     def update_provider_info(self, volumes, snapshots):
         """Provider updates for Cinder's database at start: none, ids are our names."""
         with _cinder_errors("update provider info", self._group):
             return self.evs.update_provider_info(volumes, snapshots)
+
+    # -- managing existing volumes and snapshots -----------------------------------------
+    def manage_existing_get_size(self, volume, existing_ref):
+        """Size in GiB of the volume managing ``existing_ref`` makes."""
+        with _manage_errors("manage volume", volume, existing_ref):
+            return self.evs.manage_existing_get_size(volume, existing_ref)
+
+    def manage_existing(self, volume, existing_ref):
+        """Adopt the backend device ``existing_ref`` names (``source-name``/``source-id``)."""
+        with _manage_errors("manage volume", volume, existing_ref):
+            return self.evs.manage_existing(volume, existing_ref)
+
+    def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys, sort_dirs):
+        """Devices on the backend that could be managed."""
+        with _cinder_errors("list manageable volumes", self._group):
+            entries = self.evs.get_manageable_volumes(cinder_volumes, None, None, 0, None, None)
+        return volume_utils.paginate_entries_list(
+            entries, marker, limit, offset, sort_keys, sort_dirs
+        )
+
+    @_translated("unmanage volume")
+    def unmanage(self, volume):
+        """Forget the volume; its data stays on the backend."""
+        return self.evs.unmanage(volume)
+
+    def manage_existing_snapshot_get_size(self, snapshot, existing_ref):
+        """Size in GiB of the snapshot ``existing_ref`` names."""
+        with _manage_errors("manage snapshot", snapshot, existing_ref):
+            return self.evs.manage_existing_snapshot_get_size(snapshot, existing_ref)
+
+    def manage_existing_snapshot(self, snapshot, existing_ref):
+        """Adopt the backend snapshot ``existing_ref`` names."""
+        with _manage_errors("manage snapshot", snapshot, existing_ref):
+            return self.evs.manage_existing_snapshot(snapshot, existing_ref)
+
+    def get_manageable_snapshots(
+        self, cinder_snapshots, marker, limit, offset, sort_keys, sort_dirs
+    ):
+        """Snapshots on the backend that could be managed."""
+        with _cinder_errors("list manageable snapshots", self._group):
+            entries = self.evs.get_manageable_snapshots(cinder_snapshots, None, None, 0, None, None)
+        return volume_utils.paginate_entries_list(
+            entries, marker, limit, offset, sort_keys, sort_dirs
+        )
+
+    @_translated("unmanage snapshot")
+    def unmanage_snapshot(self, snapshot):
+        """Forget the snapshot; its data stays on the backend."""
+        return self.evs.unmanage_snapshot(snapshot)
+
+
+@contextlib.contextmanager
+def _manage_errors(action: str, resource, existing_ref):
+    """A bad reference as Cinder's ``ManageExistingInvalidReference``, the rest translated."""
+    with _cinder_errors(action, resource):
+        try:
+            yield
+        except exception.InvalidReference as exc:
+            raise cinder_exception.ManageExistingInvalidReference(
+                existing_ref=existing_ref, reason=exc.msg
+            ) from exc

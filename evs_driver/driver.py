@@ -11,11 +11,13 @@ from stevedore import driver as stevedore_driver
 from stevedore.exception import NoMatches
 
 from evs_driver import exception
+from evs_driver.attach.block import PROTOCOLS, BlockAttach
 from evs_driver.backends import base
 from evs_driver.blockdev import DeviceBase
 from evs_driver.conf import backend_option_error
 from evs_driver.conf.opts import backend_opts
 from evs_driver.interface import Exporter, VolumeDriver
+from evs_driver.manageable import ManageableDriver
 from evs_driver.units import GiB
 
 LOG = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ def _gib(value: int) -> float:
     return round(value / GiB, 2)
 
 
-class EVSDriver(VolumeDriver):
+class EVSDriver(VolumeDriver, ManageableDriver):
     """Volumes and redirect-on-write snapshots on one backend group."""
 
     VERSION = "0.1.0"
@@ -40,6 +42,7 @@ class EVSDriver(VolumeDriver):
             configuration.append_config_values(backend_opts())
         self.exporter = exporter or _NoServiceExporter()
         self.backend: base.Backend | None = None
+        self._block: BlockAttach | None = None
         self._stats: dict = {}
 
     @property
@@ -152,29 +155,75 @@ class EVSDriver(VolumeDriver):
         self.backend.revert_to_snapshot(volume.id, snapshot.id)
 
     # -- exports and connections -------------------------------------------------------
-    def create_export(self, context, volume, connector) -> None:
-        """Nothing to prepare: the export is made when a host connects."""
+    @property
+    def block(self) -> BlockAttach:
+        """Block devices and iSCSI / NVMe-oF targets of this backend's volumes."""
+        if self._block is None:
+            self._block = BlockAttach(self.configuration, self.backend, self.exporter)
+        return self._block
+
+    def create_export(self, context, volume, connector) -> dict | None:
+        """For a block protocol, the volume's device and target; returns the model update."""
+        protocol = self._block_protocol(connector or {})
+        if protocol is None:
+            return None  # the NBD export is made when a host connects
+        return self.block.create_export(volume, protocol) or None
 
     def ensure_export(self, context, volume) -> None:
-        """Nothing persistent to restore: connections are made on demand."""
+        """Nothing to do here: the manager restores attachments from its records."""
 
     def remove_export(self, context, volume) -> None:
-        """Stop serving the volume."""
+        """Stop serving the volume: its targets, block device and NBD export."""
+        self.remove_block_export(volume, PROTOCOLS, release_device=True)
         self.exporter.unexport(volume.id)
 
-    def initialize_connection(self, volume, connector) -> dict:
-        """Connection info: a local device path when the backend has one, else an NBD export.
+    def _block_protocol(self, connector: dict) -> str | None:
+        # A backend with its own protocol (rbd) keeps it unless the connector names another:
+        # every os-brick connector carries an initiator, which alone would pick a target.
+        if self.backend.native_volume_type and not connector.get("protocol"):
+            return None
+        return self.block.protocol_of(connector)
 
-        ``connector["access_mode"] == "ro"`` asks for a read-only export,
-        ``connector["nbd_listen"]`` (``{"socket": path}`` or ``{"host": h, "port": n}``)
-        where the service's NBD exporter should serve it, and ``connector["nbd_name"]`` a
-        second export name.
+    def remove_block_export(self, volume, protocols, release_device: bool) -> None:
+        """Remove the volume's targets of ``protocols``, and its block device when asked."""
+        self.block.remove_export(volume, protocols, release_device)
+
+    def attach_request(self, connector: dict) -> tuple[str, str] | None:
+        """(protocol, checked initiator) of a block attach, None for an NBD export."""
+        protocol = self._block_protocol(connector or {})
+        if protocol is None:
+            return None
+        return protocol, self.block.initiator_of(protocol, connector)
+
+    def block_exports(self) -> list[dict]:
+        """This host's kernel NBD devices and targets, with their initiators."""
+        return self.block.exports()
+
+    def initialize_connection(self, volume, connector) -> dict:
+        """Connection info for ``connector``: iscsi, nvmeof or local, else the NBD export.
+
+        A block protocol comes from ``connector["protocol"]`` or, failing that, from the
+        initiator key of the configured ``target_helper`` (``initiator`` for lioadm, ``nqn``
+        for nvmet). Otherwise: a local device path when the backend has one, the backend's
+        own protocol (``rbd``) unless ``connector["protocol"] == "nbd"``, else an NBD export, read-only for ``connector["access_mode"] == "ro"``, served where
+        ``connector["nbd_listen"]`` (``{"socket": path}`` or ``{"host": h, "port": n}``) says,
+        with ``connector["nbd_name"]`` as a second export name.
         """
         connector = connector or {}
+        protocol = self._block_protocol(connector)
+        if protocol is not None:
+            initiator = self.block.initiator_of(protocol, connector)
+            return self.block.initialize_connection(volume, protocol, initiator)
         return self._connection(volume.id, connector.get("access_mode") == "ro", connector)
 
     def terminate_connection(self, volume, connector, **kwargs) -> None:
-        """Stop serving the volume to ``connector``."""
+        """End ``connector``'s access: its initiator's ACL, or the NBD export."""
+        connector = connector or {}
+        protocol = self._block_protocol(connector)
+        if protocol is not None:
+            initiator = self.block.initiator_of(protocol, connector)
+            self.block.terminate_connection(volume, protocol, initiator)
+            return
         self.exporter.unexport(volume.id)
 
     def initialize_connection_snapshot(self, snapshot, connector, **kwargs) -> dict:
@@ -189,6 +238,10 @@ class EVSDriver(VolumeDriver):
         properties = dict(self.backend.connection_properties(device_id))
         if "device_path" in properties:
             return {"driver_volume_type": "local", "data": properties}
+        native = self.backend.native_volume_type
+        if native and properties and connector.get("protocol") != "nbd":
+            properties["access_mode"] = "ro" if read_only else "rw"
+            return {"driver_volume_type": native, "data": properties}
         listen = connector.get("nbd_listen")
         extra = {"listen": listen} if listen else {}  # only the service's exporter takes it
         if connector.get("nbd_name"):

@@ -216,3 +216,48 @@ class ServiceUnavailable(EVSError):
 class ServiceRunning(EVSError):
     message = "An evs-volume service already runs for %(state_path)s (%(reason)s)."
     code = errno.EBUSY
+
+
+class UnknownProtocol(InvalidInput):
+    message = "Unknown attach protocol %(protocol)r; use one of %(choices)s."
+
+
+class InvalidInitiator(InvalidInput):
+    message = "%(name)r is not a valid %(kind)s."
+
+
+class TargetModuleMissing(EVSError):
+    message = (
+        "%(what)s need %(module)s, which this host does not have; install or load it "
+        "(e.g. modprobe) and retry."
+    )
+    code = errno.EOPNOTSUPP
+
+
+class NoFreeDevice(EVSError):
+    message = (
+        "No free kernel NBD device: /dev/nbd0 to /dev/nbd%(last)d are all in use "
+        "(nbd_max_devices = %(limit)d); detach a volume or raise nbd_max_devices."
+    )
+    code = errno.ENOSPC
+
+    def __init__(self, message: str | None = None, **kwargs):
+        if "limit" in kwargs:
+            kwargs.setdefault("last", kwargs["limit"] - 1)
+        super().__init__(message, **kwargs)
+
+
+class AttachFailed(EVSError):
+    message = "Attach failed: %(reason)s"
+
+
+class BackendTimeout(BackendUnavailable):
+    message = (
+        "Backend %(backend)s: %(action)s timed out after %(timeout)d s: %(reason)s. Nothing was "
+        "left half-made; retry when the cluster answers again."
+    )
+    code = errno.ETIMEDOUT
+
+
+class InvalidReference(InvalidInput):
+    message = "Cannot manage %(ref)s: %(reason)s"

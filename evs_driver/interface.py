@@ -154,6 +154,31 @@ class VolumeDriver(abc.ABC):
     def terminate_connection_snapshot(self, snapshot, connector: dict, **kwargs) -> None:
         """End a snapshot's connection; one not connected is not an error."""
 
+    # -- block attachments (iscsi, nvmeof, local) ------------------------------------------------
+    @abc.abstractmethod
+    def attach_request(self, connector: dict) -> tuple[str, str] | None:
+        """(protocol, initiator name) of the block attach ``connector`` asks for, checked, or
+        None when it asks for an NBD export. ``connector`` is os-brick's (``initiator``,
+        ``nqn``, ``host``) with an optional ``protocol`` (iscsi, nvmeof, local, ``default``
+        for the configured target helper's). Raises ``UnknownProtocol``, ``InvalidInitiator``
+        or ``InvalidInput`` before anything changes."""
+
+    @abc.abstractmethod
+    def create_export(self, context, volume, connector: dict) -> dict | None:
+        """For a block attach: make the volume's block device and its target of the
+        connector's protocol, letting no initiator in yet. Returns catalog fields to store
+        (``provider_auth``: the volume's CHAP credentials). Repeating it changes nothing."""
+
+    @abc.abstractmethod
+    def remove_block_export(self, volume, protocols, release_device: bool) -> None:
+        """Remove the volume's targets of ``protocols`` and, with ``release_device``, flush
+        and release its block device; what is already gone is fine."""
+
+    @abc.abstractmethod
+    def block_exports(self) -> list[dict]:
+        """The kernel NBD devices and targets of this host (``protocol``, ``volume``,
+        ``target``, ``device``, ``initiators``) for ``evs export list``."""
+
     @abc.abstractmethod
     def served(self, device_id: str) -> dict | None:
         """The connection info of a volume's or snapshot's live export, None when there is

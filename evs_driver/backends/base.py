@@ -48,6 +48,9 @@ class Backend(abc.ABC):
 
     #: ``storage_protocol`` reported in the driver's stats.
     storage_protocol: str = "nbd"
+    #: ``driver_volume_type`` of the backend's own attach (e.g. ``rbd``), used unless the
+    #: connector asks for ``protocol: nbd``; None: attach through an NBD export.
+    native_volume_type: str | None = None
 
     def __init__(self, conf, backend_name: str):
         """``conf`` is the backend's oslo.config group (attribute access)."""
@@ -162,3 +165,39 @@ class Backend(abc.ABC):
     def connection_properties(self, device_id: str) -> dict:
         """Backend-specific part of the connection info (e.g. a device path)."""
         return {}
+
+    # -- adopting existing storage (Cinder's manageable-volume contract) ----------------
+    def existing_size(self, ref: dict) -> int:
+        """Size in bytes of the volume that managing ``ref`` would make."""
+        raise self._cannot_manage()
+
+    def manage_existing(self, volume_id: str, ref: dict) -> int:
+        """Adopt the device ``ref`` names as volume ``volume_id``; returns its size in bytes."""
+        raise self._cannot_manage()
+
+    def existing_snapshot_size(self, volume_id: str, ref: dict) -> int:
+        """Size in bytes of the snapshot of volume ``volume_id`` that ``ref`` names."""
+        raise self._cannot_manage()
+
+    def manage_existing_snapshot(self, snapshot_id: str, volume_id: str, ref: dict) -> int:
+        """Adopt a snapshot of volume ``volume_id`` as ``snapshot_id``; returns its size."""
+        raise self._cannot_manage()
+
+    def manageable_volumes(self, managed_ids: set[str]) -> list[dict]:
+        """Devices that could be managed: ``reference``, ``size`` (bytes), ``safe_to_manage``,
+        ``reason_not_safe``, ``cinder_id`` (when ``managed_ids`` has it), ``extra_info``."""
+        return []
+
+    def manageable_snapshots(self, managed_ids: set[str]) -> list[dict]:
+        """Snapshots that could be managed, as ``manageable_volumes`` plus
+        ``source_reference`` (their volume's reference)."""
+        return []
+
+    def unmanage(self, device_id: str) -> None:
+        """Stop managing a volume or snapshot, leaving its data where it is."""
+        raise self._cannot_manage()
+
+    def _cannot_manage(self) -> exception.EVSError:
+        return exception.InvalidOperation(
+            reason=f"backend {self.backend_name} cannot manage or unmanage existing devices"
+        )

@@ -5,7 +5,7 @@ from oslo_config import cfg
 from evs_driver import exception
 from evs_driver.conf.backend import BACKEND_DEFAULTS_GROUP
 from evs_driver.conf.common import DEFAULT_OPTS
-from evs_driver.conf.opts import backend_opts
+from evs_driver.conf.opts import standalone_backend_opts
 
 CONF = cfg.CONF
 
@@ -16,7 +16,7 @@ _UNSET = (cfg.Locations.opt_default, cfg.Locations.set_default)
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register the ``[DEFAULT]`` and ``[backend_defaults]`` options on ``conf``."""
     conf.register_opts(DEFAULT_OPTS)
-    conf.register_opts(backend_opts(), group=BACKEND_DEFAULTS_GROUP)
+    conf.register_opts(standalone_backend_opts(), group=BACKEND_DEFAULTS_GROUP)
 
 
 def validate(conf: cfg.ConfigOpts) -> None:
@@ -75,7 +75,7 @@ class BackendConf:
     def __init__(self, conf: cfg.ConfigOpts, group: str):
         self._conf = conf
         self.config_group = group
-        self.append_config_values(backend_opts())
+        self.append_config_values(standalone_backend_opts())
 
     def append_config_values(self, opts: list) -> None:
         """Register ``opts`` in this group and in ``[backend_defaults]``."""
@@ -84,7 +84,7 @@ class BackendConf:
 
     def validate(self) -> None:
         """Read every backend option now, so a bad value fails at start."""
-        for opt in backend_opts():
+        for opt in standalone_backend_opts():
             getattr(self, opt.dest)
 
     def option_error(self, name: str, reason: str) -> exception.ConfigError:

@@ -1,12 +1,13 @@
 """``VolumeManager``: the coordinator over catalog, locks, rules and one driver per backend.
 
 One class made of one mixin per group of operations (``volumes``, ``snapshots``,
-``attachments``, ``data``) over ``base.ManagerBase``, which holds the pattern every
+``attachments``, ``block`` attachments, ``data``) over ``base.ManagerBase``, which holds the pattern every
 operation follows; ``backends`` starts each enabled backend on first use.
 """
 
 from evs_driver.manager.attachments import AttachOperations
 from evs_driver.manager.base import EMBEDDED_BACKEND
+from evs_driver.manager.block import BlockAttachOperations
 from evs_driver.manager.data import DataOperations
 from evs_driver.manager.snapshots import SnapshotOperations
 from evs_driver.manager.volumes import VolumeOperations
@@ -14,7 +15,9 @@ from evs_driver.manager.volumes import VolumeOperations
 __all__ = ["EMBEDDED_BACKEND", "VolumeManager"]
 
 
-class VolumeManager(VolumeOperations, SnapshotOperations, AttachOperations, DataOperations):
+class VolumeManager(
+    VolumeOperations, SnapshotOperations, AttachOperations, BlockAttachOperations, DataOperations
+):
     """Volumes and snapshots over the enabled backends, enforcing the product rules.
 
     A manager holds each backend it has used (its pool open, other processes waiting)

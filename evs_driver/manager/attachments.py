@@ -22,6 +22,8 @@ class AttachOperations(ManagerBase):
     def attach_volume(self, ref: str, connector: dict) -> dict:
         """Mark a volume in-use and return its connection info; attaching a volume that is
         already attached here the same way returns the same info."""
+        if self.block_request(ref, connector):
+            return self.attach_block(ref, connector)  # iscsi, nvmeof, local: see manager.block
         with self.catalog.transaction() as txn:
             volume = self._find(txn, "volume", ref)
             self._require_enabled(volume.backend)
@@ -53,6 +55,9 @@ class AttachOperations(ManagerBase):
     def detach_volume(self, ref: str, connector: dict) -> cat.Volume:
         """End a volume's connection (its clients are disconnected) and make it available
         again; a volume that is not attached is fine."""
+        if self.has_block_attachments(ref):
+            self.detach_block(ref, connector)
+            return self.get_volume(ref)
         with self.catalog.reading() as txn:
             volume = self._find(txn, "volume", ref)
         if volume.status == "available" and self.served(volume) is None:

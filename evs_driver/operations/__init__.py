@@ -3,7 +3,14 @@
 Importing this package registers every operation, in the order ``evs --help`` lists them.
 """
 
-from evs_driver.operations import copies, exports, pools, snapshots, volumes  # noqa: F401
+from evs_driver.operations import (  # noqa: F401
+    attach,
+    copies,
+    exports,
+    pools,
+    snapshots,
+    volumes,
+)
 from evs_driver.operations.context import Context, Session
 from evs_driver.operations.table import OPERATIONS, Operation
 

@@ -12,11 +12,24 @@ from evs_driver.operations.arguments import LISTEN, fold_listen
 from evs_driver.operations.context import Context
 from evs_driver.operations.table import LISTING, Arg, operation
 
-EXPORT_COLUMNS = ("export_name", "name", "uri", "read_only", "connections")
+EXPORT_COLUMNS = (
+    "protocol",
+    "export_name",
+    "name",
+    "uri",
+    "target",
+    "device",
+    "initiators",
+    "connections",
+)
 
 
 def _connector(listen: dict | None, read_only: bool) -> dict:
-    connector = {"host": socket.gethostname(), "access_mode": "ro" if read_only else "rw"}
+    connector = {
+        "host": socket.gethostname(),
+        "access_mode": "ro" if read_only else "rw",
+        "protocol": "nbd",  # served by us even where the backend has its own attach (rbd)
+    }
     if listen:
         connector["nbd_listen"] = listen
     return connector
@@ -106,10 +119,17 @@ def snapshot_unserve(ctx: Context, snapshot: str) -> dict:
     return {"snapshot": ctx.manager.unserve_snapshot(snapshot).id, "served": False}
 
 
-@operation("export", "list", "List the NBD exports.", result=LISTING, columns=EXPORT_COLUMNS)
+@operation(
+    "export",
+    "list",
+    "List the NBD exports, and the kernel NBD devices and targets of attached volumes.",
+    result=LISTING,
+    columns=EXPORT_COLUMNS,
+)
 def export_list(ctx: Context) -> list[dict]:
-    """Every export with its connection count."""
-    return ctx.manager.exports()
+    """NBD exports with their connection counts, then devices and targets with initiators."""
+    served = [{"protocol": "nbd-export"} | e for e in ctx.manager.exports()]
+    return served + [{"export_name": row["volume"]} | row for row in ctx.manager.block_exports()]
 
 
 def _end_scoped(ctx: Context, record, data: dict) -> None:

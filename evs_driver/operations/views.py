@@ -59,6 +59,9 @@ def volume(manager, record: catalog.Volume, usage: bool = False) -> dict:
     if usage:
         view["mapped_bytes"] = found.mapped_bytes if found else None
         view["snapshots"] = len(manager.list_snapshots(record.id))
+        view["attachments"] = [
+            f"{a['protocol']} {a['initiator']}" for a in manager.block_attachments(record.id)
+        ]
     return view
 
 

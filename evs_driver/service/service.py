@@ -55,6 +55,7 @@ class VolumeService:
             self.exporter = NBDExporter.from_conf(conf, os.path.join(run_dir, "nbd.sock"))
             self.manager = VolumeManager(conf, exporter=self.exporter)
             self._start_backends()
+            self.manager.restore_attachments()  # block devices and targets of attached volumes
             self.control = ControlServer(socket_path(conf), self.handle)
         except BaseException:
             self.close()

@@ -239,7 +239,7 @@ class TestCinderManagerErrors(harness.EVSManagerTestCase):
         self.assertEqual(("error_extending", 1), (vol.status, vol.size))
         self.assertFalse(self.backend.exists(vol.id))
 
-    def test_attaching_a_local_volume_says_the_nbd_service_is_needed(self):
+    def test_attaching_a_local_volume_without_kernel_nbd_says_what_is_missing(self):
         vol = self.new_volume(size=1)
         self.manager.create_volume(self.context, vol)
         connector = {"host": "compute1", "initiator": "iqn.1993-08.org.debian:01:abc"}
@@ -250,7 +250,8 @@ class TestCinderManagerErrors(harness.EVSManagerTestCase):
             self.fresh(vol),
             connector,
         )
-        self.assertIn("needs the evs-volume service", str(error))
+        # This host's kernel has no nbd module; the guest's test_cinder_attach attaches for real.
+        self.assertIn("need nbd", str(error))
 
 
 class TestCinderSetupErrors(harness.EVSManagerTestCase):

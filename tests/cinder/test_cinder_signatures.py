@@ -18,13 +18,21 @@ pytest.importorskip("evs_driver.driver", reason="EVSDriver (evs_driver/driver.py
 
 from cinder import interface  # noqa: E402
 from cinder.interface import volume_driver as iface_volume  # noqa: E402
+from cinder.interface import volume_manageable_driver as iface_manage  # noqa: E402
 from cinder.interface import volume_snapshot_revert as iface_revert  # noqa: E402
+from cinder.interface import volume_snapshotmanagement_driver as iface_snap_manage  # noqa: E402
 from cinder.volume import driver as cinder_driver  # noqa: E402
 
 from evs_driver import cinder as evs_cinder  # noqa: E402
 
 Driver = evs_cinder.EVSCinderDriver
-INTERFACES = (iface_volume.VolumeDriverCore, iface_revert.VolumeSnapshotRevertDriver)
+INTERFACES = (
+    iface_volume.VolumeDriverCore,
+    iface_revert.VolumeSnapshotRevertDriver,
+    iface_manage.VolumeManagementDriver,
+    iface_manage.VolumeListManageableDriver,
+    iface_snap_manage.VolumeSnapshotManagementDriver,
+)
 
 # Interface methods EVSCinderDriver implements itself.
 SUPPORTED = {
@@ -43,6 +51,14 @@ SUPPORTED = {
     "update_provider_info",
     "copy_image_to_volume",
     "copy_volume_to_image",
+    "manage_existing",
+    "manage_existing_get_size",
+    "unmanage",
+    "get_manageable_volumes",
+    "get_manageable_snapshots",
+    "manage_existing_snapshot",
+    "manage_existing_snapshot_get_size",
+    "unmanage_snapshot",
 }
 # Interface methods left to Cinder's base class on purpose.
 INHERITED = {

@@ -12,6 +12,7 @@ import pytest
 
 from evs_driver.backends.base import Backend
 from tests.lvm_guest import guestenv
+from tests.rbd import cephenv
 
 Factory = Callable[[pytest.FixtureRequest], Backend]
 BACKEND_FACTORIES: dict[str, Factory] = {}
@@ -58,6 +59,12 @@ def _local(request: pytest.FixtureRequest) -> Backend:
     backend = LocalBackend(conf, "local")
     backend.setup()
     return backend
+
+
+@backend_factory("rbd")
+def _rbd(request: pytest.FixtureRequest) -> Backend:
+    cephenv.require_cluster()
+    return cephenv.make_backend()
 
 
 @pytest.fixture(params=sorted(BACKEND_FACTORIES))

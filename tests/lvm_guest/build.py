@@ -20,7 +20,27 @@ import kmods
 import vmlinux
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PACKAGES = ("linux-image-amd64", "lvm2", "thin-provisioning-tools", "python3", "busybox-static")
+PACKAGES = (
+    "linux-image-amd64",
+    "lvm2",
+    "thin-provisioning-tools",
+    "python3",
+    "busybox-static",
+    # attach: initiators, LIO's Python library, udev for /dev/disk/by-id, fio to verify data
+    "open-iscsi",
+    "nvme-cli",
+    "python3-rtslib-fb",
+    "udev",
+    "fio",
+    # os-brick runs these (Debian's "essential" set, which apt does not pull in by itself)
+    "coreutils",
+    "diffutils",
+    "libc-bin",  # ldconfig: ctypes.util.find_library (pyudev from PyPI) asks it
+    "grep",
+    "sed",
+    "util-linux",
+    "procps",
+)
 MODULES = (
     "virtio_pci",
     "virtio_blk",
@@ -30,6 +50,18 @@ MODULES = (
     "dm_thin_pool",
     "dm_snapshot",  # lvcreate -s checks for the snapshot target even for thin snapshots
     "loop",
+    # attach: kernel NBD client, LIO iSCSI target and initiator, nvmet NVMe/TCP target and host
+    "nbd",
+    "configfs",
+    "target_core_mod",
+    "target_core_iblock",
+    "target_core_file",
+    "iscsi_target_mod",
+    "iscsi_tcp",
+    "sd_mod",
+    "nvme_tcp",
+    "nvmet",
+    "nvmet_tcp",
 )
 # Unpacked paths the guest never uses; dropping them keeps the initramfs small and boot fast.
 PRUNE = (
@@ -141,6 +173,16 @@ def _configure(tree: str) -> None:
             os.unlink(full)
     for path in ("proc", "sys", "dev", "run", "tmp", "root", "mnt/repo", "mnt/run"):
         os.makedirs(os.path.join(tree, path), exist_ok=True)
+    # No maintainer script runs: make the dynamic linker's cache (ldconfig -p reads it) ...
+    conf = os.path.join(tree, "etc/ld.so.conf")
+    if not os.path.exists(conf):
+        with open(conf, "w") as f:
+            f.write("include /etc/ld.so.conf.d/*.conf\n")
+    subprocess.run(["ldconfig", "-r", tree], check=True)
+    # ... and a root account (iscsid refuses a client whose uid has no name).
+    for name, line in (("passwd", "root:x:0:0:root:/root:/bin/sh"), ("group", "root:x:0:")):
+        with open(os.path.join(tree, "etc", name), "w") as f:
+            f.write(line + "\n")
     shutil.copy(os.path.join(HERE, "files/init"), os.path.join(tree, "init"))
     os.chmod(os.path.join(tree, "init"), 0o755)
     # LVM reads lvmlocal.conf after lvm.conf, so its settings win.

@@ -28,11 +28,12 @@ import build
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE = os.path.join(REPO, ".cache", "lvm-guest")
 QEMU = "qemu-system-x86_64"
-DEFAULT_TESTS = ("tests/conformance", "tests/functional/lvm")
+DEFAULT_TESTS = ("tests/conformance", "tests/functional/lvm", "tests/functional/attach")
 GUEST_PYTHON = (3, 11)  # Debian 12's python3
 # The guest imports these from this interpreter's site-packages.
-GUEST_MODULES = ("pytest", "ddt", "oslo_config", "oslo_concurrency", "evs_driver")
-DISK_SIZES_GIB = (4, 4, 1)  # vda: conformance, vdb: functional, vdc: a small one to fill up
+GUEST_MODULES = ("pytest", "ddt", "oslo_config", "oslo_concurrency", "os_brick", "evs_driver")
+# vda: conformance, vdb: functional, vdc: a small one to fill up, vdd: attach (lvm_thin LUNs)
+DISK_SIZES_GIB = (4, 4, 1, 4)
 
 
 def _log(msg: str) -> None:
@@ -213,9 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, build the guest when needed, boot it and return its exit code."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bench", action="store_true", help="run bench/lvm_latency.py instead")
+    parser.add_argument(
+        "--bench-attach", action="store_true", help="run bench/attach_bench.py (fio via iSCSI)"
+    )
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached guest")
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds for the whole boot")
+    parser.add_argument("--timeout", type=float, default=2400, help="seconds for the whole boot")
     parser.add_argument("--shell", help="run this shell command in the guest instead")
     args, rest = parser.parse_known_args(argv)
     if sys.version_info[:2] != GUEST_PYTHON:
@@ -247,8 +251,12 @@ def run_locked(args: argparse.Namespace, rest: list[str]) -> int:
         command = ["/bin/busybox", "sh", "-c", args.shell]
     elif args.bench:
         command = ["python3", "bench/lvm_latency.py", *rest]
+    elif args.bench_attach:
+        command = ["python3", "bench/attach_bench.py", *rest]
     else:
         command = ["python3", "-m", "pytest", "-p", "no:cacheprovider", "-rs", "--color=no"]
+        # A test stuck in the kernel shows where, instead of only the boot timing out.
+        command += ["-o", "faulthandler_timeout=300", "--durations=15"]
         names_tests = any(os.path.exists(os.path.join(REPO, a.split("::")[0])) for a in rest)
         command += rest if names_tests else [*rest, *DEFAULT_TESTS]
     return GuestRun(guest).run(command, accel, args.timeout)

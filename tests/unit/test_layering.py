@@ -15,15 +15,15 @@ LAYERS = [
     ("dataio",),
     ("nbd",),
     ("conf",),
-    ("rowstore",),
+    ("rowstore", "attach"),
     ("backends",),
-    ("interface",),
+    ("interface", "manageable"),
     ("loader", "driver"),
     ("recovery",),
     ("manager",),
-    ("operations",),
-    ("service", "cinder"),
-    ("cmd",),
+    ("operations", "adopt"),
+    ("service",),
+    ("cinder", "cmd"),
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}
 

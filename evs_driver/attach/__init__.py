@@ -1,0 +1,1 @@
+"""Attaching volumes to hosts: kernel block devices, iSCSI and NVMe/TCP targets, records."""
