@@ -6,6 +6,8 @@ snapshots are Cinder-like objects (``id``, ``size`` in GiB, ``volume_id``,
 ``volume_size``); the backend is reached only through ``evs_driver.backends.base.Backend``.
 """
 
+from collections.abc import Iterator
+
 from oslo_log import log as logging
 from stevedore import driver as stevedore_driver
 from stevedore.exception import NoMatches
@@ -311,6 +313,10 @@ class EVSDriver(VolumeDriver, ManageableDriver):
     def collect(self) -> None:
         """Reclaim deleted devices' space now."""
         self.backend.collect()
+
+    def changed_extents(self, old, new) -> Iterator[tuple[int, int, str]]:
+        """Where ``new`` differs from ``old`` (None: from zeros), from the backend's mapping."""
+        return self.backend.changed_extents(old.id if old is not None else None, new.id)
 
     def check(self) -> base.CheckReport:
         """The backend's consistency check."""

@@ -261,3 +261,20 @@ class BackendTimeout(BackendUnavailable):
 
 class InvalidReference(InvalidInput):
     message = "Cannot manage %(ref)s: %(reason)s"
+
+
+class NotSupportedByBackend(InvalidOperation):
+    message = "Backend %(backend)s (%(kind)s) does not support %(what)s%(hint)s."
+    code = errno.EOPNOTSUPP
+
+    def __init__(self, message: str | None = None, **kwargs):
+        kwargs.setdefault("hint", "")
+        super().__init__(message, **kwargs)
+
+
+class DiffStreamError(InvalidInput):
+    message = "%(source)s is not a usable evs diff stream: %(reason)s"
+
+
+class DiffBaseMismatch(InvalidOperation):
+    message = "Volume %(volume)s cannot take this diff stream: %(reason)s"

@@ -8,7 +8,7 @@ those before it calls here.
 
 import abc
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from evs_driver import exception
 from evs_driver.blockdev import DeviceBase
@@ -196,6 +196,18 @@ class Backend(abc.ABC):
     def unmanage(self, device_id: str) -> None:
         """Stop managing a volume or snapshot, leaving its data where it is."""
         raise self._cannot_manage()
+
+    # -- changed-block diffs and group operations ---------------------------------------
+    def changed_extents(self, old_id: str | None, new_id: str) -> Iterator[tuple[int, int, str]]:
+        """Where ``new_id`` differs from ``old_id`` (None: from a device of zeros), in
+        offset order: ``(offset, length, kind)``, ``kind`` "data" or "zero" (what
+        ``new_id`` holds there), computed from the mapping, not by reading the data."""
+        raise self.not_supported("changed-block diffs")
+
+    def not_supported(self, what: str) -> exception.NotSupportedByBackend:
+        """The error for a feature this backend does not have."""
+        kind = getattr(self.conf, "volume_backend", None) or type(self).__name__
+        return exception.NotSupportedByBackend(backend=self.backend_name, kind=kind, what=what)
 
     def _cannot_manage(self) -> exception.EVSError:
         return exception.InvalidOperation(

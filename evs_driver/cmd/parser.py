@@ -11,8 +11,8 @@ NOUN_HELP = {
     "export": "NBD exports of the running evs-volume.",
 }
 VERB_ORDER = (
-    "create", "list", "show", "delete", "extend", "revert", "import", "export", "attach",
-    "detach", "serve", "unserve", "check", "reset-state",
+    "create", "list", "show", "delete", "extend", "revert", "snapshot", "diff", "import",
+    "import-diff", "export", "attach", "detach", "serve", "unserve", "check", "reset-state",
 )  # fmt: skip
 GLOBAL_DEFAULTS = {"config_file": [], "debug": False, "log_file": None, "format": "table"}
 

@@ -9,6 +9,7 @@ from evs_driver.manager.attachments import AttachOperations
 from evs_driver.manager.base import EMBEDDED_BACKEND
 from evs_driver.manager.block import BlockAttachOperations
 from evs_driver.manager.data import DataOperations
+from evs_driver.manager.diffs import DiffOperations
 from evs_driver.manager.snapshots import SnapshotOperations
 from evs_driver.manager.volumes import VolumeOperations
 
@@ -16,7 +17,12 @@ __all__ = ["EMBEDDED_BACKEND", "VolumeManager"]
 
 
 class VolumeManager(
-    VolumeOperations, SnapshotOperations, AttachOperations, BlockAttachOperations, DataOperations
+    VolumeOperations,
+    SnapshotOperations,
+    AttachOperations,
+    BlockAttachOperations,
+    DataOperations,
+    DiffOperations,
 ):
     """Volumes and snapshots over the enabled backends, enforcing the product rules.
 

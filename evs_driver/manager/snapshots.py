@@ -10,6 +10,24 @@ from evs_driver.manager.volumes import _named
 LOG = logging.getLogger(__name__)
 
 
+def new_snapshot(volume: cat.Volume, name, description, metadata, task: dict) -> cat.Snapshot:
+    """The catalog row of a snapshot of ``volume`` being created."""
+    stamp = cat.now()
+    return cat.Snapshot(
+        id=cat.new_id(),
+        display_name=name,
+        display_description=description,
+        volume_id=volume.id,
+        volume_size=volume.size,
+        status="creating",
+        backend=volume.backend,
+        created_at=stamp,
+        updated_at=stamp,
+        metadata=metadata or {},
+        task=task,
+    )
+
+
 class SnapshotOperations(ManagerBase):
     """What a user may do to snapshots."""
 
@@ -30,20 +48,7 @@ class SnapshotOperations(ManagerBase):
             rules.expect_status("Volume", volume, rules.SNAPSHOT_SOURCE, "a snapshot")
             count = len(txn.snapshots(volume_id=volume.id))
             rules.check_snapshot_limit(volume.id, count, self.conf.max_snapshots_per_volume)
-            stamp = cat.now()
-            snapshot = cat.Snapshot(
-                id=cat.new_id(),
-                display_name=name,
-                display_description=description,
-                volume_id=volume.id,
-                volume_size=volume.size,
-                status="creating",
-                backend=volume.backend,
-                created_at=stamp,
-                updated_at=stamp,
-                metadata=metadata or {},
-                task=self._task("create"),
-            )
+            snapshot = new_snapshot(volume, name, description, metadata, self._task("create"))
             txn.add(snapshot)
         with (
             self._backend(volume.backend, self._forget(snapshot)) as driver,

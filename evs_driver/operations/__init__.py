@@ -6,6 +6,7 @@ Importing this package registers every operation, in the order ``evs --help`` li
 from evs_driver.operations import (  # noqa: F401
     attach,
     copies,
+    diffs,
     exports,
     pools,
     snapshots,

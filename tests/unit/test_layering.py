@@ -10,7 +10,7 @@ ROOT = pathlib.Path(evs_driver.__file__).parent
 #: Lowest first. Modules on one line are peers and do not import each other.
 LAYERS = [
     ("units", "exception"),
-    ("reports", "blockdev", "fileio", "faults", "rules", "imageio"),
+    ("reports", "blockdev", "fileio", "faults", "rules", "imageio", "diffstream"),
     ("filedev", "copying", "locking", "catalog"),
     ("dataio",),
     ("nbd",),
