@@ -18,6 +18,7 @@ from evs_driver.backends import base
 from evs_driver.blockdev import DeviceBase
 from evs_driver.conf import backend_option_error
 from evs_driver.conf.opts import backend_opts
+from evs_driver.groupdriver import GroupDriver
 from evs_driver.interface import Exporter, VolumeDriver
 from evs_driver.manageable import ManageableDriver
 from evs_driver.units import GiB
@@ -30,7 +31,7 @@ def _gib(value: int) -> float:
     return round(value / GiB, 2)
 
 
-class EVSDriver(VolumeDriver, ManageableDriver):
+class EVSDriver(VolumeDriver, ManageableDriver, GroupDriver):
     """Volumes and redirect-on-write snapshots on one backend group."""
 
     VERSION = "0.1.0"
@@ -285,6 +286,7 @@ class EVSDriver(VolumeDriver, ManageableDriver):
             "multiattach": False,
             "online_extend_support": False,
             "total_volumes": stats.volume_count,
+            "consistent_group_snapshot_enabled": self.backend.supports_groups,
         }
 
     def describe(self) -> dict:

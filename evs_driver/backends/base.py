@@ -204,6 +204,22 @@ class Backend(abc.ABC):
         ``new_id`` holds there), computed from the mapping, not by reading the data."""
         raise self.not_supported("changed-block diffs")
 
+    #: True when ``snapshot_all``, ``clone_all`` and ``revert_all`` work at one instant.
+    supports_groups = False
+
+    def snapshot_all(self, pairs: list[tuple[str, str]]) -> None:
+        """Snapshot each ``(volume_id, snapshot_id)`` at one instant: every write acknowledged
+        before the call is in every snapshot, none after it is in any; all or none."""
+        raise self.not_supported("consistent group snapshots")
+
+    def clone_all(self, items: list[tuple[str, str, int]]) -> None:
+        """Create each ``(source_id, volume_id, size)`` as a linked clone, at one instant."""
+        raise self.not_supported("consistent group clones")
+
+    def revert_all(self, pairs: list[tuple[str, str]]) -> None:
+        """Revert each ``(volume_id, snapshot_id)`` pair, all or none."""
+        raise self.not_supported("group reverts")
+
     def not_supported(self, what: str) -> exception.NotSupportedByBackend:
         """The error for a feature this backend does not have."""
         kind = getattr(self.conf, "volume_backend", None) or type(self).__name__

@@ -230,6 +230,23 @@ class LocalBackend(base.Backend):
         with self._open() as pool:
             pool.revert(volume_id, snapshot_id)
 
+    supports_groups = True
+
+    def snapshot_all(self, pairs: list[tuple[str, str]]) -> None:
+        """One engine transaction, every member's write lock held together."""
+        with self._open() as pool:
+            pool.snapshot_all(pairs)
+
+    def clone_all(self, items: list[tuple[str, str, int]]) -> None:
+        """Linked clones of every source at one instant (one engine transaction)."""
+        with self._open() as pool:
+            pool.clone_all(items)
+
+    def revert_all(self, pairs: list[tuple[str, str]]) -> None:
+        """Every volume to its snapshot in one engine transaction."""
+        with self._open() as pool:
+            pool.revert_all(pairs)
+
     def changed_extents(self, old_id: str | None, new_id: str) -> Iterator[tuple[int, int, str]]:
         """The engine's diff of the two trees, asked for a page of runs at a time."""
         with self._open() as pool:

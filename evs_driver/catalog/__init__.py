@@ -4,8 +4,26 @@
 status change a compare-and-set), ``store`` the file and its connection.
 """
 
-from evs_driver.catalog.records import Attachment, Snapshot, Volume, new_id, now
+from evs_driver.catalog.records import (
+    Attachment,
+    Group,
+    GroupSnapshot,
+    Snapshot,
+    Volume,
+    new_id,
+    now,
+)
 from evs_driver.catalog.store import Catalog
 from evs_driver.catalog.txn import Txn
 
-__all__ = ["Attachment", "Catalog", "Snapshot", "Txn", "Volume", "new_id", "now"]
+__all__ = [
+    "Attachment",
+    "Catalog",
+    "Group",
+    "GroupSnapshot",
+    "Snapshot",
+    "Txn",
+    "Volume",
+    "new_id",
+    "now",
+]

@@ -8,11 +8,13 @@ NOUN_HELP = {
     "pool": "Pools of the enabled backends.",
     "volume": "Volumes.",
     "snapshot": "Snapshots.",
+    "group": "Consistency groups: volumes snapshotted at one instant.",
     "export": "NBD exports of the running evs-volume.",
 }
 VERB_ORDER = (
-    "create", "list", "show", "delete", "extend", "revert", "snapshot", "diff", "import",
-    "import-diff", "export", "attach", "detach", "serve", "unserve", "check", "reset-state",
+    "create", "list", "show", "update", "delete", "extend", "revert", "snapshot",
+    "snapshot-list", "snapshot-delete", "diff", "import", "import-diff", "export", "attach",
+    "detach", "serve", "unserve", "check", "reset-state",
 )  # fmt: skip
 GLOBAL_DEFAULTS = {"config_file": [], "debug": False, "log_file": None, "format": "table"}
 

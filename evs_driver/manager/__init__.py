@@ -10,6 +10,7 @@ from evs_driver.manager.base import EMBEDDED_BACKEND
 from evs_driver.manager.block import BlockAttachOperations
 from evs_driver.manager.data import DataOperations
 from evs_driver.manager.diffs import DiffOperations
+from evs_driver.manager.groups import GroupOperations
 from evs_driver.manager.snapshots import SnapshotOperations
 from evs_driver.manager.volumes import VolumeOperations
 
@@ -23,6 +24,7 @@ class VolumeManager(
     BlockAttachOperations,
     DataOperations,
     DiffOperations,
+    GroupOperations,
 ):
     """Volumes and snapshots over the enabled backends, enforcing the product rules.
 

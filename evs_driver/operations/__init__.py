@@ -8,6 +8,7 @@ from evs_driver.operations import (  # noqa: F401
     copies,
     diffs,
     exports,
+    groups,
     pools,
     snapshots,
     volumes,

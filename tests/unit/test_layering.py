@@ -17,7 +17,7 @@ LAYERS = [
     ("conf",),
     ("rowstore", "attach"),
     ("backends",),
-    ("interface", "manageable"),
+    ("interface", "manageable", "groupdriver"),
     ("loader", "driver"),
     ("recovery",),
     ("manager",),
