@@ -77,6 +77,10 @@ class ManageableDriver:
         ]
         return paginate(entries, marker, limit, offset, sort_keys, sort_dirs)
 
+    def require_manage(self) -> None:
+        """Refuse when the backend cannot manage or unmanage devices."""
+        self.backend.require_manage()
+
     def unmanage_snapshot(self, snapshot) -> None:
         """Forget ``snapshot``; its data stays on the backend."""
         self.backend.unmanage(snapshot.id)

@@ -51,6 +51,8 @@ class Backend(abc.ABC):
     #: ``driver_volume_type`` of the backend's own attach (e.g. ``rbd``), used unless the
     #: connector asks for ``protocol: nbd``; None: attach through an NBD export.
     native_volume_type: str | None = None
+    #: True when the backend implements the manage/unmanage calls below.
+    can_manage: bool = False
 
     def __init__(self, conf, backend_name: str):
         """``conf`` is the backend's oslo.config group (attribute access)."""
@@ -224,6 +226,11 @@ class Backend(abc.ABC):
         """The error for a feature this backend does not have."""
         kind = getattr(self.conf, "volume_backend", None) or type(self).__name__
         return exception.NotSupportedByBackend(backend=self.backend_name, kind=kind, what=what)
+
+    def require_manage(self) -> None:
+        """Refuse, before anything changes, when this backend cannot adopt or release devices."""
+        if not self.can_manage:
+            raise self._cannot_manage()
 
     def _cannot_manage(self) -> exception.EVSError:
         return exception.InvalidOperation(

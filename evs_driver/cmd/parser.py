@@ -14,9 +14,14 @@ NOUN_HELP = {
 VERB_ORDER = (
     "create", "list", "show", "update", "delete", "extend", "revert", "snapshot",
     "snapshot-list", "snapshot-delete", "diff", "import", "import-diff", "export", "attach",
-    "detach", "serve", "unserve", "check", "reset-state",
+    "detach", "serve", "unserve", "check", "manageable", "manage", "unmanage", "reset-state",
 )  # fmt: skip
 GLOBAL_DEFAULTS = {"config_file": [], "debug": False, "log_file": None, "format": "table"}
+
+
+def _verb_rank(op) -> int:
+    # Verbs not in the list come last, in the order they were declared (sorted is stable).
+    return VERB_ORDER.index(op.verb) if op.verb in VERB_ORDER else len(VERB_ORDER)
 
 
 class UsageError(Exception):
@@ -88,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     for noun in sorted(by_noun, key=lambda n: list(NOUN_HELP).index(n)):
         noun_parser = nouns.add_parser(noun, help=NOUN_HELP[noun], parents=[common])
         verbs = noun_parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-        for op in sorted(by_noun[noun], key=lambda o: VERB_ORDER.index(o.verb)):
+        for op in sorted(by_noun[noun], key=_verb_rank):
             sub = verbs.add_parser(op.verb, help=op.help, parents=[common])
             sub.set_defaults(operation=op)
             _add_arguments(sub, op)

@@ -1,10 +1,12 @@
 """``VolumeManager``: the coordinator over catalog, locks, rules and one driver per backend.
 
 One class made of one mixin per group of operations (``volumes``, ``snapshots``,
-``attachments``, ``block`` attachments, ``data``) over ``base.ManagerBase``, which holds the pattern every
-operation follows; ``backends`` starts each enabled backend on first use.
+``attachments``, ``block`` attachments, ``data``, ``adopt``, ``diffs``, ``groups``) over
+``base.ManagerBase``, which holds the pattern every operation follows; ``backends`` starts
+each enabled backend on first use.
 """
 
+from evs_driver.manager.adopt import AdoptOperations
 from evs_driver.manager.attachments import AttachOperations
 from evs_driver.manager.base import EMBEDDED_BACKEND
 from evs_driver.manager.block import BlockAttachOperations
@@ -23,6 +25,7 @@ class VolumeManager(
     AttachOperations,
     BlockAttachOperations,
     DataOperations,
+    AdoptOperations,
     DiffOperations,
     GroupOperations,
 ):

@@ -87,12 +87,12 @@ class BlockAttachOperations(ManagerBase):
                         cat.now(),
                     )
                     txn.add_attachment(attachment)
-                    txn.update(volume, status="in-use", task=None)
+                    txn.move_status(volume, "in-use", expect=(volume.status,), task=None)
             try:
                 update = driver.create_export(None, volume, dict(connector, protocol=protocol))
                 if update:
                     with self.catalog.transaction() as txn:
-                        txn.update(volume, **update)
+                        txn.set_fields(volume, **update)
                 info = driver.initialize_connection(volume, dict(connector, protocol=protocol))
             except BaseException:
                 if not again:
@@ -109,7 +109,7 @@ class BlockAttachOperations(ManagerBase):
             txn.remove_attachment(attachment)
             others = txn.attachments(volume.id)
             if not others:
-                txn.update(volume, status="available", task=None)
+                txn.move_status(volume, "available", expect=("in-use",), task=None)
         try:
             driver.terminate_connection(volume, _connector(attachment))
             _remove_unused(driver, volume, [attachment], others)
@@ -138,7 +138,7 @@ class BlockAttachOperations(ManagerBase):
                 for attachment in gone:
                     txn.remove_attachment(attachment)
                 if not txn.attachments(volume.id):
-                    txn.update(volume, expect=("in-use",), status="available", task=None)
+                    txn.move_status(volume, "available", expect=("in-use",), task=None)
         for attachment in gone:
             LOG.info(
                 "Detached volume %s (%s) from %s %s",

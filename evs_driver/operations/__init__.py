@@ -9,6 +9,7 @@ from evs_driver.operations import (  # noqa: F401
     diffs,
     exports,
     groups,
+    manage,
     pools,
     snapshots,
     volumes,

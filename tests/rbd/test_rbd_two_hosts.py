@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from evs_driver import adopt, exception
+from evs_driver import exception
 from evs_driver.backends.rbd import naming
 from tests.rbd import cephenv
 from tests.unit.test_manager_rules import new_manager, read, write
@@ -42,7 +42,7 @@ def test_each_host_sees_only_its_own_volumes(tmp_path, namespaces):
         assert b.pool_stats()["ceph"]["total_volumes"] == 1
         assert a.check() == {"ceph": []} and b.check() == {"ceph": []}
         assert not b.drivers["ceph"].device_exists(va)
-        assert adopt.manageable_volumes(b, "ceph")[0]["reference"] == {"source-name": vb.name}
+        assert b.manageable_volumes("ceph")[0]["reference"] == {"source-name": vb.name}
     finally:
         a.close()
         b.close()
@@ -102,16 +102,16 @@ def test_a_volume_and_its_snapshots_move_to_another_host(tmp_path, namespaces):
         a.revert_volume(vol.id, s1.id)  # s1 now lives on a held image
         write(a, vol.id, 0, b"3" * 4096)
         with pytest.raises(exception.InvalidOperation, match="unmanage them first"):
-            adopt.unmanage_volume(a, vol.id)
-        adopt.unmanage_snapshot(a, s1.id)
-        adopt.unmanage_volume(a, vol.id)
+            a.unmanage_volume(vol.id)
+        a.unmanage_snapshot(s1.id)
+        a.unmanage_volume(vol.id)
         assert a.list_volumes() == []
 
-        offered = adopt.manageable_volumes(b, "from-a")
+        offered = b.manageable_volumes("from-a")
         assert [e["reference"] for e in offered] == [{"source-name": naming.volume(vol.id)}]
         assert offered[0]["safe_to_manage"] and offered[0]["size"] == 1
-        moved = adopt.manage_volume(b, "from-a", {"source-name": naming.volume(vol.id)}, "moved")
-        snap = adopt.manage_snapshot(b, moved.id, {"source-name": naming.snapshot(s1.id)}, "s1")
+        moved = b.manage_volume("from-a", {"source-name": naming.volume(vol.id)}, "moved")
+        snap = b.manage_snapshot(moved.id, {"source-name": naming.snapshot(s1.id)}, "s1")
         assert (moved.size, b.get_volume("moved").status) == (1, "available")
         assert read(b, "volume", moved.id, 0, 4096) == b"3" * 4096
         b.revert_volume(moved.id, snap.id)
@@ -135,16 +135,16 @@ def test_an_image_made_outside_evs_is_managed_rounded_up_to_a_whole_gib(tmp_path
         with rbd.Image(backend.cluster.ioctx, "made-by-hand") as img:
             img.write(b"h" * 4096, 0)
             img.create_snap("before-evs")
-            busy = adopt.manageable_volumes(a, "ceph")[0]
+            busy = a.manageable_volumes("ceph")[0]
             assert not busy["safe_to_manage"] and "open by 1 client" in busy["reason_not_safe"]
         with pytest.raises(exception.InvalidReference, match="give source-name"):
-            adopt.manage_volume(a, "ceph", {"name": "made-by-hand"})
+            a.manage_volume("ceph", {"name": "made-by-hand"})
         with pytest.raises(exception.InvalidReference, match="no such image"):
-            adopt.manage_volume(a, "ceph", {"source-name": "missing"})
-        vol = adopt.manage_volume(a, "ceph", {"source-name": "made-by-hand"})
+            a.manage_volume("ceph", {"source-name": "missing"})
+        vol = a.manage_volume("ceph", {"source-name": "made-by-hand"})
         assert vol.size == 2
         assert a.drivers["ceph"].device_usage(vol).size == 2 * GiB
-        snap = adopt.manage_snapshot(a, vol.id, {"source-name": "before-evs"})
+        snap = a.manage_snapshot(vol.id, {"source-name": "before-evs"})
         write(a, vol.id, 0, b"e" * 4096)
         a.revert_volume(vol.id, snap.id)
         assert read(a, "volume", vol.id, 0, 4096) == b"h" * 4096

@@ -21,7 +21,7 @@ LAYERS = [
     ("loader", "driver"),
     ("recovery",),
     ("manager",),
-    ("operations", "adopt"),
+    ("operations",),
     ("service",),
     ("cinder", "cmd"),
 ]

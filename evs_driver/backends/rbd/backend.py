@@ -31,6 +31,7 @@ class RbdBackend(base.Backend):
 
     storage_protocol = "ceph"
     native_volume_type = "rbd"
+    can_manage = True
 
     def __init__(self, conf, backend_name: str):
         super().__init__(conf, backend_name)
