@@ -186,7 +186,9 @@ class Differ:
                     for change in changes:
                         self._add(runs, change)
                         if limit is not None and len(runs.runs) > limit:
-                            complete = runs.runs.pop()[0]
+                            # One change may add several runs (an overlay's blocks).
+                            while len(runs.runs) > limit:
+                                complete = runs.runs.pop()[0]
                             return runs.runs, complete
             vchunk = resume
         return runs.runs, end

@@ -138,14 +138,14 @@ class DiffModel(RuleBasedStateMachine):
         assert complete == size
         # Applying the extents to a copy of the old device gives the new one.
         copy = bytearray(old_bytes) + bytearray(size - len(old_bytes))
+        padded = bytearray(new_bytes) + bytearray(size - len(new_bytes))
         for offset, length, kind in runs:
             assert length > 0 and offset + length <= size
-            if kind == "data":
-                copy[offset : offset + length] = new_bytes[offset : offset + length]
+            if kind == "data":  # may reach past a smaller new device's end: its zeros
+                copy[offset : offset + length] = padded[offset : offset + length]
             else:
                 assert kind == "zero"
                 copy[offset : offset + length] = bytes(length)
-        padded = bytearray(new_bytes) + bytearray(size - len(new_bytes))
         assert copy == padded
         # Nothing outside what was written between the two is named.
         touched = self._touched(old, new)
