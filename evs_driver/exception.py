@@ -287,3 +287,20 @@ class NoSchedule(NotFound):
         "Volume %(name)s has no snapshot schedule; create one with "
         "`evs schedule create %(name)s --every 1h --keep 24`."
     )
+
+
+class NotSupportedByBackend(InvalidOperation):
+    message = "Backend %(backend)s (%(kind)s) does not support %(what)s%(hint)s."
+    code = errno.EOPNOTSUPP
+
+    def __init__(self, message: str | None = None, **kwargs):
+        kwargs.setdefault("hint", "")
+        super().__init__(message, **kwargs)
+
+
+class DiffStreamError(InvalidInput):
+    message = "%(source)s is not a usable evs diff stream: %(reason)s"
+
+
+class DiffBaseMismatch(InvalidOperation):
+    message = "Volume %(volume)s cannot take this diff stream: %(reason)s"

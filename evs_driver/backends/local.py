@@ -22,6 +22,8 @@ from evs_driver.rowstore import Pool
 from evs_driver.rowstore.blockdevice import PoolDevice
 from evs_driver.units import GiB
 
+DIFF_PAGE = 4096  # runs of a diff the engine gives per call (the metadata lock is let go)
+
 
 class LocalBackend(base.Backend):
     """A redirect-on-write pool in a directory on a local file system."""
@@ -242,6 +244,32 @@ class LocalBackend(base.Backend):
         """Point the volume at the snapshot's blocks, keeping its size and every snapshot."""
         with self._open() as pool:
             pool.revert(volume_id, snapshot_id)
+
+    supports_groups = True
+
+    def snapshot_all(self, pairs: list[tuple[str, str]]) -> None:
+        """One engine transaction, every member's write lock held together."""
+        with self._open() as pool:
+            pool.snapshot_all(pairs)
+
+    def clone_all(self, items: list[tuple[str, str, int]]) -> None:
+        """Linked clones of every source at one instant (one engine transaction)."""
+        with self._open() as pool:
+            pool.clone_all(items)
+
+    def revert_all(self, pairs: list[tuple[str, str]]) -> None:
+        """Every volume to its snapshot in one engine transaction."""
+        with self._open() as pool:
+            pool.revert_all(pairs)
+
+    def changed_extents(self, old_id: str | None, new_id: str) -> Iterator[tuple[int, int, str]]:
+        """The engine's diff of the two trees, asked for a page of runs at a time."""
+        with self._open() as pool:
+            sizes = [pool.device(name).size for name in (old_id, new_id) if name is not None]
+            position, end = 0, max(sizes)
+            while position < end:
+                runs, position = pool.diff(old_id, new_id, position, end - position, DIFF_PAGE)
+                yield from runs
 
     # -- information ---------------------------------------------------------------------
     def exists(self, device_id: str) -> bool:

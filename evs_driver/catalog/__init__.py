@@ -5,8 +5,28 @@ snapshot schedules, in SQLite.
 status change a compare-and-set), ``store`` the file and its connection.
 """
 
-from evs_driver.catalog.records import Attachment, Schedule, Snapshot, Volume, new_id, now
+from evs_driver.catalog.records import (
+    Attachment,
+    Group,
+    GroupSnapshot,
+    Schedule,
+    Snapshot,
+    Volume,
+    new_id,
+    now,
+)
 from evs_driver.catalog.store import Catalog
 from evs_driver.catalog.txn import Txn
 
-__all__ = ["Attachment", "Catalog", "Schedule", "Snapshot", "Txn", "Volume", "new_id", "now"]
+__all__ = [
+    "Attachment",
+    "Catalog",
+    "Group",
+    "GroupSnapshot",
+    "Schedule",
+    "Snapshot",
+    "Txn",
+    "Volume",
+    "new_id",
+    "now",
+]

@@ -68,8 +68,35 @@ CREATE TABLE IF NOT EXISTS schedules (
     last_error TEXT
 );
 """
+# Tables added after the first release (made when missing).
+_ADDED_TABLES = """
+CREATE TABLE IF NOT EXISTS groups (
+    id TEXT PRIMARY KEY,
+    display_name TEXT,
+    display_description TEXT,
+    backend TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    task TEXT
+);
+CREATE TABLE IF NOT EXISTS group_snapshots (
+    id TEXT PRIMARY KEY,
+    group_id TEXT NOT NULL,
+    display_name TEXT,
+    display_description TEXT,
+    backend TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    task TEXT
+);
+"""
 # Columns added after the first release, with their definitions (added when missing).
-_ADDED_COLUMNS = {"volumes": {"provider_auth": "TEXT"}}
+_ADDED_COLUMNS = {
+    "volumes": {"provider_auth": "TEXT", "group_id": "TEXT"},
+    "snapshots": {"group_snapshot_id": "TEXT"},
+}
 
 # SQLite's primary result codes that call for their own message.
 _READONLY, _IOERR, _CORRUPT, _CANTOPEN, _FULL, _NOTADB = 8, 10, 11, 14, 13, 26
@@ -219,6 +246,9 @@ def _upgrade(db: sqlite3.Connection) -> bool:
     wrote = False
     if not {"volumes", "snapshots", "attachments", "schedules"} <= _tables(db):
         db.executescript(_SCHEMA)
+        wrote = True
+    if not {"groups", "group_snapshots"} <= _tables(db):
+        db.executescript(_ADDED_TABLES)
         wrote = True
     for table, columns in _ADDED_COLUMNS.items():
         present = {row["name"] for row in db.execute(f"PRAGMA table_info({table})")}

@@ -9,10 +9,12 @@ NOUN_HELP = {
     "volume": "Volumes.",
     "snapshot": "Snapshots.",
     "schedule": "Snapshot schedules with retention (run by evs-volume).",
+    "group": "Consistency groups: volumes snapshotted at one instant.",
     "export": "NBD exports of the running evs-volume.",
 }
 VERB_ORDER = (
-    "create", "list", "show", "delete", "extend", "revert", "import", "export", "attach",
+    "create", "list", "show", "update", "delete", "extend", "revert", "snapshot",
+    "snapshot-list", "snapshot-delete", "diff", "import", "import-diff", "export", "attach",
     "detach", "serve", "unserve", "check", "manageable", "manage", "unmanage", "reset-state",
 )  # fmt: skip
 GLOBAL_DEFAULTS = {"config_file": [], "debug": False, "log_file": None, "format": "table"}

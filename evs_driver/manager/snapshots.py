@@ -10,6 +10,32 @@ from evs_driver.manager.volumes import _named
 LOG = logging.getLogger(__name__)
 
 
+def new_snapshot(volume: cat.Volume, name, description, metadata, task: dict) -> cat.Snapshot:
+    """The catalog row of a snapshot of ``volume`` being created."""
+    stamp = cat.now()
+    return cat.Snapshot(
+        id=cat.new_id(),
+        display_name=name,
+        display_description=description,
+        volume_id=volume.id,
+        volume_size=volume.size,
+        status="creating",
+        backend=volume.backend,
+        created_at=stamp,
+        updated_at=stamp,
+        metadata=metadata or {},
+        task=task,
+    )
+
+
+def check_snapshot_limit(txn: cat.Txn, volume: cat.Volume, limit: int) -> None:
+    """Refuse one more user snapshot of ``volume`` past ``limit`` (a schedule's don't count)."""
+    users = [
+        s for s in txn.snapshots(volume_id=volume.id) if not scheduling.is_automatic(s.display_name)
+    ]
+    rules.check_snapshot_limit(volume.id, len(users), limit)
+
+
 class SnapshotOperations(ManagerBase):
     """What a user may do to snapshots."""
 
@@ -36,27 +62,8 @@ class SnapshotOperations(ManagerBase):
             self._require_enabled(volume.backend)
             rules.expect_status("Volume", volume, rules.SNAPSHOT_SOURCE, "a snapshot")
             if not automatic:
-                users = [
-                    s
-                    for s in txn.snapshots(volume_id=volume.id)
-                    if not scheduling.is_automatic(s.display_name)
-                ]
-                limit = self.conf.max_snapshots_per_volume
-                rules.check_snapshot_limit(volume.id, len(users), limit)
-            stamp = cat.now()
-            snapshot = cat.Snapshot(
-                id=cat.new_id(),
-                display_name=name,
-                display_description=description,
-                volume_id=volume.id,
-                volume_size=volume.size,
-                status="creating",
-                backend=volume.backend,
-                created_at=stamp,
-                updated_at=stamp,
-                metadata=metadata or {},
-                task=self._task("create"),
-            )
+                check_snapshot_limit(txn, volume, self.conf.max_snapshots_per_volume)
+            snapshot = new_snapshot(volume, name, description, metadata, self._task("create"))
             txn.add(snapshot)
         with (
             self._backend(volume.backend, self._forget(snapshot)) as driver,

@@ -6,7 +6,9 @@ Importing this package registers every operation, in the order ``evs --help`` li
 from evs_driver.operations import (  # noqa: F401
     attach,
     copies,
+    diffs,
     exports,
+    groups,
     manage,
     pools,
     schedules,

@@ -31,6 +31,7 @@ from evs_driver.rowstore import checker, collector, directory
 from evs_driver.rowstore.accounting import Accounting, PoolUsage
 from evs_driver.rowstore.chunkstore import ChunkStore, new_pool_id
 from evs_driver.rowstore.control import ControlOperations
+from evs_driver.rowstore.crossdevice import CrossDeviceCalls, Differ, GroupOperations
 from evs_driver.rowstore.datamap import DataMap
 from evs_driver.rowstore.devicetable import Device, DeviceInfo, DeviceTable
 from evs_driver.rowstore.discard import Discarder
@@ -49,7 +50,7 @@ from evs_driver.rowstore.writepath import WritePath
 LOG = logging.getLogger(__name__)
 
 
-class Pool:
+class Pool(CrossDeviceCalls):
     """Volumes and snapshots in one directory. Use ``Pool.create`` or ``Pool.open``."""
 
     def __init__(
@@ -181,6 +182,7 @@ class Pool:
         self._writer = WritePath(state, chunks, self._reader, self._transaction)
         self._discarder = Discarder(state, self._writer)
         self._control = ControlOperations(state, self._transaction)
+        self._groups, self._differ = GroupOperations(state, self._transaction), Differ(state)
         self._accounting = Accounting(state, meta)
 
     def close(self) -> None:

@@ -10,14 +10,14 @@ ROOT = pathlib.Path(evs_driver.__file__).parent
 #: Lowest first. Modules on one line are peers and do not import each other.
 LAYERS = [
     ("units", "exception"),
-    ("reports", "blockdev", "fileio", "faults", "rules", "imageio", "sqlitelog"),
+    ("reports", "blockdev", "fileio", "faults", "rules", "imageio", "sqlitelog", "diffstream"),
     ("filedev", "copying", "locking", "catalog", "scheduling"),
     ("dataio",),
     ("nbd",),
     ("conf",),
     ("rowstore", "attach"),
     ("backends",),
-    ("interface", "manageable"),
+    ("interface", "manageable", "groupdriver"),
     ("loader", "driver"),
     ("recovery",),
     ("manager",),

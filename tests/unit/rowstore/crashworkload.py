@@ -22,7 +22,10 @@ CHUNK = 4096
 UNIT = 512
 UNITS = 64  # a new volume: 8 chunks
 CAPACITY_CHUNKS = 512
-DURABLE = {"flush", "collect", "create", "snapshot", "clone", "revert", "delete", "extend"}
+DURABLE = {
+    "flush", "collect", "create", "snapshot", "group_snapshot", "clone", "revert",
+    "group_revert", "delete", "extend",
+}  # fmt: skip
 
 
 def unit_bytes(unit: int, tag: int) -> bytes:
@@ -122,6 +125,30 @@ class Workload:
         self.pool.create_snapshot(volume, name)
         self.model[name] = list(self.model[volume])
         self.origin[name] = volume
+        return True
+
+    def _group_snapshot(self, volumes, index):
+        """Every volume (from ``index`` on, at most three) at one instant."""
+        members = sorted(volumes)[index % max(len(volumes), 1) :][:3]
+        if not members:
+            return False
+        names = [self._name("s") for _ in members]
+        self.pool.snapshot_all(list(zip(members, names, strict=True)))
+        for volume, name in zip(members, names, strict=True):
+            self.model[name] = list(self.model[volume])
+            self.origin[name] = volume
+        return True
+
+    def _group_revert(self, volumes, index):
+        """Each volume to its newest snapshot, in one transaction."""
+        newest = {v: s for s, v in sorted(self.origin.items(), key=lambda i: int(i[0][1:]))}
+        pairs = [(v, s) for v, s in sorted(newest.items()) if v in self.model and s in self.model]
+        if not pairs:
+            return False
+        self.pool.revert_all(pairs[index % len(pairs) :])
+        for volume, snapshot in pairs[index % len(pairs) :]:
+            size = len(self.model[volume])
+            self.model[volume] = self.model[snapshot] + [0] * (size - len(self.model[snapshot]))
         return True
 
     def _clone(self, volumes, index, grow):
