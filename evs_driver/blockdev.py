@@ -9,6 +9,7 @@ from evs_driver import exception
 # Flags of an extent (the values of NBD's base:allocation context, passed on unchanged).
 HOLE = 1  # not allocated: writing there may need new space
 ZERO = 2  # reads as zeros
+CHANGED = 1  # of a ``changes`` run: differs from the base (as NBD dirty bitmaps report it)
 
 Extents = list[tuple[int, int]]
 """Consecutive ``(length, flags)`` runs; every length is positive."""

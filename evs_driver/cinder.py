@@ -1,14 +1,13 @@
 """Run ``EVSDriver`` inside OpenStack Cinder (``pip install 'evs_driver[cinder]'``).
 
 Operators set ``volume_driver = evs_driver.cinder.EVSCinderDriver`` in a backend section of
-cinder.conf. This is the only module that imports Cinder. It hands Cinder's volume and
-snapshot objects to ``EVSDriver`` unchanged (they have the attributes the core reads), turns
-``EVSError`` into Cinder's exceptions so the manager sets the right statuses, and reports
-statistics in the form Cinder's scheduler expects.
+cinder.conf. Only this module and its error translation (``cinder_errors``) import Cinder.
+It hands Cinder's volume and snapshot objects to ``EVSDriver`` unchanged (they have the
+attributes the core reads), turns ``EVSError`` into Cinder's exceptions so the manager sets
+the right statuses, and reports statistics in the form Cinder's scheduler expects. Volumes
+attach through Cinder's own target helper, except on a backend with its own protocol (rbd).
 """
 
-import contextlib
-import functools
 import os
 
 try:
@@ -27,6 +26,7 @@ from oslo_config import cfg
 
 from evs_driver import dataio, exception
 from evs_driver.attach.devices import VolumeDevices
+from evs_driver.cinder_errors import cinder_errors, manage_errors, translated
 from evs_driver.conf.common import DEFAULT_OPTS
 from evs_driver.conf.opts import backend_opts
 from evs_driver.driver import EVSDriver
@@ -68,40 +68,6 @@ class CinderBackendConf:
             if name in FROM_CINDER_DEFAULT:
                 return getattr(cfg.CONF, name)
             raise
-
-
-@contextlib.contextmanager
-def _cinder_errors(action: str, resource, fallback_guard: bool = False):
-    """Re-raise ``EVSError`` as Cinder's ``VolumeBackendAPIException`` naming the action.
-
-    With ``fallback_guard``, ``NotImplementedError`` and ``AttributeError`` are converted too:
-    Cinder's manager reads those two from ``revert_to_snapshot`` as "the driver has no
-    revert" and silently runs its generic full copy instead, hiding our failure.
-    """
-    catch: tuple[type[BaseException], ...] = (exception.EVSError,)
-    if fallback_guard:
-        catch += (NotImplementedError, AttributeError)
-    try:
-        yield
-    except catch as exc:
-        name = getattr(resource, "id", resource)
-        raise cinder_exception.VolumeBackendAPIException(
-            data=f"evs_driver: {action} failed for {name}: {exc}"
-        ) from exc
-
-
-def _translated(action: str):
-    """Run a method whose first argument is its volume or snapshot under ``_cinder_errors``."""
-
-    def decorate(method):
-        @functools.wraps(method)
-        def wrapper(self, resource, *args, **kwargs):
-            with _cinder_errors(action, resource):
-                return method(self, resource, *args, **kwargs)
-
-        return wrapper
-
-    return decorate
 
 
 @interface.volumedriver
@@ -149,7 +115,7 @@ class EVSCinderDriver(cinder_driver.VolumeDriver):
 
     def check_for_setup_error(self):
         """Raise when the backend cannot serve requests."""
-        with _cinder_errors("setup check", self._group):
+        with cinder_errors("setup check", self._group):
             self.evs.check_for_setup_error()
         # Cinder's option takes "0.5" too; refuse it at start, not at the first report.
         self._over_subscription_ratio()
@@ -167,12 +133,13 @@ class EVSCinderDriver(cinder_driver.VolumeDriver):
     def get_volume_stats(self, refresh=False):
         """Backend statistics with one pool, in the form Cinder's scheduler filters on."""
         if refresh or not self._stats:
-            with _cinder_errors("reporting statistics", self._group):
+            with cinder_errors("reporting statistics", self._group):
                 stats = dict(self.evs.get_volume_stats(refresh=True))
             # Cinder's option is a string ("20.0" or "auto"); the scheduler takes a number,
             # or "auto", which it then computes from the pool's use.
             stats["max_over_subscription_ratio"] = self._over_subscription_ratio()
-            stats["storage_protocol"] = self.protocol  # what the target helper exports
+            if not self._native:  # else the backend's own (ceph)
+                stats["storage_protocol"] = self.protocol  # what the target helper exports
             pool = {key: stats.pop(key) for key in POOL_KEYS if key in stats}
             pool["pool_name"] = stats["volume_backend_name"]
             stats["pools"] = [pool]
@@ -180,44 +147,44 @@ class EVSCinderDriver(cinder_driver.VolumeDriver):
         return self._stats
 
     # -- volumes and snapshots -----------------------------------------------------------
-    @_translated("create volume")
+    @translated("create volume")
     def create_volume(self, volume):
         """Create an empty thin volume."""
         return self.evs.create_volume(volume)
 
-    @_translated("delete volume")
+    @translated("delete volume")
     def delete_volume(self, volume):
         """Delete a volume; one already gone is not an error."""
         return self.evs.delete_volume(volume)
 
-    @_translated("extend volume")
+    @translated("extend volume")
     def extend_volume(self, volume, new_size):
         """Grow a volume to ``new_size`` GiB; its snapshots keep their sizes."""
         return self.evs.extend_volume(volume, new_size)
 
-    @_translated("create snapshot")
+    @translated("create snapshot")
     def create_snapshot(self, snapshot):
         """Take a snapshot without copying data."""
         return self.evs.create_snapshot(snapshot)
 
-    @_translated("delete snapshot")
+    @translated("delete snapshot")
     def delete_snapshot(self, snapshot):
         """Delete a snapshot; one already gone is not an error."""
         return self.evs.delete_snapshot(snapshot)
 
-    @_translated("create volume from snapshot")
+    @translated("create volume from snapshot")
     def create_volume_from_snapshot(self, volume, snapshot):
         """Create a volume sharing the snapshot's blocks, at the volume's (maybe larger) size."""
         return self.evs.create_volume_from_snapshot(volume, snapshot)
 
-    @_translated("clone volume")
+    @translated("clone volume")
     def create_cloned_volume(self, volume, src_vref):
         """Create a volume sharing the source volume's current blocks."""
         return self.evs.create_cloned_volume(volume, src_vref)
 
     def revert_to_snapshot(self, context, volume, snapshot):
         """Revert in place to any snapshot of the volume, keeping every snapshot and its size."""
-        with _cinder_errors("revert to snapshot", volume, fallback_guard=True):
+        with cinder_errors("revert to snapshot", volume, fallback_guard=True):
             return self.evs.revert_to_snapshot(context, volume, snapshot)
 
     # -- images ----------------------------------------------------------------------------
@@ -238,7 +205,7 @@ class EVSCinderDriver(cinder_driver.VolumeDriver):
                 disable_sparse=disable_sparse,
             )
             with (
-                _cinder_errors("copy image to volume", volume),
+                cinder_errors("copy image to volume", volume),
                 self.evs.open_device(volume, writable=True) as device,
             ):
                 dataio.import_file(raw, device)
@@ -247,7 +214,7 @@ class EVSCinderDriver(cinder_driver.VolumeDriver):
         """Upload the volume as an image in ``image_meta``'s disk format."""
         with image_utils.temporary_file(prefix=f"evs-upload-{volume.id}-") as raw:
             with (
-                _cinder_errors("copy volume to image", volume),
+                cinder_errors("copy volume to image", volume),
                 self.evs.open_device(volume, writable=False) as device,
             ):
                 dataio.export_file(device, raw)
@@ -276,31 +243,48 @@ class EVSCinderDriver(cinder_driver.VolumeDriver):
             )
         return self._devices
 
+    @property
+    def _native(self) -> bool:
+        # A backend with its own attach protocol (rbd: os-brick's RBD connector) needs no
+        # block device and no target helper.
+        return bool(self.evs.backend and self.evs.backend.native_volume_type)
+
     def create_export(self, context, volume, connector):
         """Connect the volume's block device and export it with Cinder's target helper."""
-        with _cinder_errors("create export", volume):
+        if self._native:
+            return None
+        with cinder_errors("create export", volume):
             path = self.devices.device_path(volume.id)
         export = self.target_driver.create_export(context, volume, path)
         return {"provider_location": export["location"], "provider_auth": export["auth"]}
 
     def ensure_export(self, context, volume):
         """Reconnect the volume's device after a restart and let the target helper check."""
-        with _cinder_errors("ensure export", volume):
+        if self._native:
+            return None
+        with cinder_errors("ensure export", volume):
             path = self.devices.device_path(volume.id)
         return self.target_driver.ensure_export(context, volume, path)
 
     def remove_export(self, context, volume):
         """Remove the target, then flush and release the volume's block device."""
+        if self._native:
+            return
         self.target_driver.remove_export(context, volume)
-        with _cinder_errors("remove export", volume):
+        with cinder_errors("remove export", volume):
             self.devices.release(volume.id)
 
     def initialize_connection(self, volume, connector, initiator_data=None):
-        """Connection information from the target helper (iscsi or nvmeof)."""
+        """Connection information from the target helper (iscsi or nvmeof), or rbd's own."""
+        if self._native:
+            with cinder_errors("initialize connection", volume):
+                return self.evs.initialize_connection(volume, connector)
         return self.target_driver.initialize_connection(volume, connector)
 
     def validate_connector(self, connector):
         """The target helper's check of the connector (an initiator IQN or a host NQN)."""
+        if self._native:
+            return None  # any host with the cluster's keys can attach an rbd volume
         return self.target_driver.validate_connector(connector)
 
     def terminate_connection(self, volume, connector, **kwargs):
@@ -309,6 +293,9 @@ class EVSCinderDriver(cinder_driver.VolumeDriver):
         As Cinder's LVM driver does: returns True when other attachments remain, so the
         manager keeps the export.
         """
+
+        if self._native:
+            return None  # nothing per host to take away, nor an export to keep
 
         def same_connector(attachment):
             return attachment.connector and self.target_driver.are_same_connector(
@@ -328,66 +315,54 @@ class EVSCinderDriver(cinder_driver.VolumeDriver):
 
     def update_provider_info(self, volumes, snapshots):
         """Provider updates for Cinder's database at start: none, ids are our names."""
-        with _cinder_errors("update provider info", self._group):
+        with cinder_errors("update provider info", self._group):
             return self.evs.update_provider_info(volumes, snapshots)
 
     # -- managing existing volumes and snapshots -----------------------------------------
     def manage_existing_get_size(self, volume, existing_ref):
         """Size in GiB of the volume managing ``existing_ref`` makes."""
-        with _manage_errors("manage volume", volume, existing_ref):
+        with manage_errors("manage volume", volume, existing_ref):
             return self.evs.manage_existing_get_size(volume, existing_ref)
 
     def manage_existing(self, volume, existing_ref):
         """Adopt the backend device ``existing_ref`` names (``source-name``/``source-id``)."""
-        with _manage_errors("manage volume", volume, existing_ref):
+        with manage_errors("manage volume", volume, existing_ref):
             return self.evs.manage_existing(volume, existing_ref)
 
     def get_manageable_volumes(self, cinder_volumes, marker, limit, offset, sort_keys, sort_dirs):
         """Devices on the backend that could be managed."""
-        with _cinder_errors("list manageable volumes", self._group):
+        with cinder_errors("list manageable volumes", self._group):
             entries = self.evs.get_manageable_volumes(cinder_volumes, None, None, 0, None, None)
         return volume_utils.paginate_entries_list(
             entries, marker, limit, offset, sort_keys, sort_dirs
         )
 
-    @_translated("unmanage volume")
+    @translated("unmanage volume")
     def unmanage(self, volume):
         """Forget the volume; its data stays on the backend."""
         return self.evs.unmanage(volume)
 
     def manage_existing_snapshot_get_size(self, snapshot, existing_ref):
         """Size in GiB of the snapshot ``existing_ref`` names."""
-        with _manage_errors("manage snapshot", snapshot, existing_ref):
+        with manage_errors("manage snapshot", snapshot, existing_ref):
             return self.evs.manage_existing_snapshot_get_size(snapshot, existing_ref)
 
     def manage_existing_snapshot(self, snapshot, existing_ref):
         """Adopt the backend snapshot ``existing_ref`` names."""
-        with _manage_errors("manage snapshot", snapshot, existing_ref):
+        with manage_errors("manage snapshot", snapshot, existing_ref):
             return self.evs.manage_existing_snapshot(snapshot, existing_ref)
 
     def get_manageable_snapshots(
         self, cinder_snapshots, marker, limit, offset, sort_keys, sort_dirs
     ):
         """Snapshots on the backend that could be managed."""
-        with _cinder_errors("list manageable snapshots", self._group):
+        with cinder_errors("list manageable snapshots", self._group):
             entries = self.evs.get_manageable_snapshots(cinder_snapshots, None, None, 0, None, None)
         return volume_utils.paginate_entries_list(
             entries, marker, limit, offset, sort_keys, sort_dirs
         )
 
-    @_translated("unmanage snapshot")
+    @translated("unmanage snapshot")
     def unmanage_snapshot(self, snapshot):
         """Forget the snapshot; its data stays on the backend."""
         return self.evs.unmanage_snapshot(snapshot)
-
-
-@contextlib.contextmanager
-def _manage_errors(action: str, resource, existing_ref):
-    """A bad reference as Cinder's ``ManageExistingInvalidReference``, the rest translated."""
-    with _cinder_errors(action, resource):
-        try:
-            yield
-        except exception.InvalidReference as exc:
-            raise cinder_exception.ManageExistingInvalidReference(
-                existing_ref=existing_ref, reason=exc.msg
-            ) from exc

@@ -1,8 +1,9 @@
 """Raw images in and out of block devices, through the one copy loop (``copying``): holes and
 zero blocks are skipped, not written, so sparse images stay thin."""
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from evs_driver import exception
 from evs_driver.copying import copy_into
@@ -33,27 +34,35 @@ def import_file(path: str, device, progress: Progress | None = None) -> int:
     return written
 
 
-def export_file(device, path: str, progress: Progress | None = None) -> int:
-    """Write ``device`` to a raw (sparse) image at ``path``; returns bytes written as data.
-
-    The image appears at ``path`` only when complete (written beside it, then renamed), and
-    is owner-only like the volume it holds; the operator can widen it afterwards.
-    """
+@contextlib.contextmanager
+def whole_file(path: str) -> Iterator[tuple[int, str]]:
+    """A new owner-only file beside ``path`` (its descriptor and name) that becomes ``path``
+    when the block ends well and is removed when it does not: never a partial ``path``."""
     partial = f"{path}.partial"
     try:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise exception.InvalidInput(reason=f"cannot write {path}: {exc.strerror}") from exc
     try:
+        yield fd, partial
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        raise
+
+
+def export_file(device, path: str, progress: Progress | None = None) -> int:
+    """Write ``device`` to a raw (sparse) image at ``path``; returns bytes written as data.
+
+    The image appears at ``path`` only when complete (written beside it, then renamed), and
+    is owner-only like the volume it holds; the operator can widen it afterwards.
+    """
+    with whole_file(path) as (fd, partial):
         try:
             os.ftruncate(fd, device.size)  # a sparse file of zeros: only data is written
         finally:
             os.close(fd)
         with FileDevice(partial) as image:
             written = copy_into(device, image, target_is_zero=True, progress=progress)
-        os.replace(partial, path)
-    except BaseException:
-        if os.path.exists(partial):
-            os.unlink(partial)
-        raise
     return written

@@ -6,6 +6,8 @@ snapshots are Cinder-like objects (``id``, ``size`` in GiB, ``volume_id``,
 ``volume_size``); the backend is reached only through ``evs_driver.backends.base.Backend``.
 """
 
+from collections.abc import Iterator
+
 from oslo_log import log as logging
 from stevedore import driver as stevedore_driver
 from stevedore.exception import NoMatches
@@ -16,6 +18,7 @@ from evs_driver.backends import base
 from evs_driver.blockdev import DeviceBase
 from evs_driver.conf import backend_option_error
 from evs_driver.conf.opts import backend_opts
+from evs_driver.groupdriver import GroupDriver
 from evs_driver.interface import Exporter, VolumeDriver
 from evs_driver.manageable import ManageableDriver
 from evs_driver.units import GiB
@@ -28,7 +31,7 @@ def _gib(value: int) -> float:
     return round(value / GiB, 2)
 
 
-class EVSDriver(VolumeDriver, ManageableDriver):
+class EVSDriver(VolumeDriver, ManageableDriver, GroupDriver):
     """Volumes and redirect-on-write snapshots on one backend group."""
 
     VERSION = "0.1.0"
@@ -283,6 +286,7 @@ class EVSDriver(VolumeDriver, ManageableDriver):
             "multiattach": False,
             "online_extend_support": False,
             "total_volumes": stats.volume_count,
+            "consistent_group_snapshot_enabled": self.backend.supports_groups,
         }
 
     def describe(self) -> dict:
@@ -311,6 +315,10 @@ class EVSDriver(VolumeDriver, ManageableDriver):
     def collect(self) -> None:
         """Reclaim deleted devices' space now."""
         self.backend.collect()
+
+    def changed_extents(self, old, new) -> Iterator[tuple[int, int, str]]:
+        """Where ``new`` differs from ``old`` (None: from zeros), from the backend's mapping."""
+        return self.backend.changed_extents(old.id if old is not None else None, new.id)
 
     def check(self) -> base.CheckReport:
         """The backend's consistency check."""

@@ -137,7 +137,8 @@ class VolumeAttached(InvalidStatus):
 class SnapshotLimitExceeded(InvalidOperation):
     message = (
         "Volume %(volume)s already has %(count)d snapshots; the limit "
-        "(max_snapshots_per_volume) is %(limit)d."
+        "(max_snapshots_per_volume) is %(limit)d. Delete one first (a schedule's "
+        "autobk_snapshot_ ones do not count)."
     )
     code = errno.EDQUOT
 
@@ -157,6 +158,13 @@ class OverSubscription(InvalidOperation):
         "%(ratio)s, reserved_percentage %(reserved)d%%)."
     )
     code = errno.ENOSPC
+
+
+class NoCapacity(OverSubscription):
+    message = (
+        "Backend %(backend)s has no capacity left for %(requested)d GiB: the file system "
+        "holding it is full; free space there and retry."
+    )
 
 
 class AmbiguousName(InvalidInput):
@@ -261,3 +269,38 @@ class BackendTimeout(BackendUnavailable):
 
 class InvalidReference(InvalidInput):
     message = "Cannot manage %(ref)s: %(reason)s"
+
+
+class InvalidSchedule(InvalidInput):
+    message = "Invalid schedule: %(reason)s"
+
+
+class ScheduleExists(AlreadyExists):
+    message = (
+        "Volume %(volume)s already has schedule %(schedule)s; a volume has one schedule: "
+        "run `evs schedule delete %(schedule)s` first to replace it."
+    )
+
+
+class NoSchedule(NotFound):
+    message = (
+        "Volume %(name)s has no snapshot schedule; create one with "
+        "`evs schedule create %(name)s --every 1h --keep 24`."
+    )
+
+
+class NotSupportedByBackend(InvalidOperation):
+    message = "Backend %(backend)s (%(kind)s) does not support %(what)s%(hint)s."
+    code = errno.EOPNOTSUPP
+
+    def __init__(self, message: str | None = None, **kwargs):
+        kwargs.setdefault("hint", "")
+        super().__init__(message, **kwargs)
+
+
+class DiffStreamError(InvalidInput):
+    message = "%(source)s is not a usable evs diff stream: %(reason)s"
+
+
+class DiffBaseMismatch(InvalidOperation):
+    message = "Volume %(volume)s cannot take this diff stream: %(reason)s"

@@ -9,7 +9,7 @@ records: ``id``, ``size`` (GiB), and for snapshots ``volume_id`` and ``volume_si
 """
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from evs_driver.backends.base import CheckReport, DeviceUsage, PoolStats
 from evs_driver.blockdev import DeviceBase
@@ -212,6 +212,13 @@ class VolumeDriver(abc.ABC):
     @abc.abstractmethod
     def collect(self) -> None:
         """Reclaim deleted devices' space before returning."""
+
+    @abc.abstractmethod
+    def changed_extents(self, old, new) -> Iterator[tuple[int, int, str]]:
+        """Where snapshot (or volume) ``new`` differs from ``old`` (None: from a device of
+        zeros): ``(offset, length, kind)`` in offset order, ``kind`` "data" or "zero" (what
+        ``new`` holds). Computed from the mapping: the cost follows what changed, not the
+        size. ``NotSupportedByBackend`` where the backend has no such mapping."""
 
     @abc.abstractmethod
     def check(self) -> CheckReport:

@@ -8,15 +8,25 @@ locked) is finished when the backend shows the work done, else marked ``error*``
 - volume ``rollbacking``: cannot tell how far it got → error_rollbacking (revert again)
 - snapshot ``creating``: device present → available, else error
 - snapshot ``rollbacking``: the snapshot was never changed → available
+- group ``creating``: → available (its new volumes, if any, are settled as above); group
+  snapshot ``creating``: every member snapshot present → available, else error (the engine
+  made all or none); group snapshot ``deleting``: its members are settled first, then the
+  row goes
 """
 
 from oslo_log import log as logging
 
 from evs_driver import exception, rules
-from evs_driver.catalog import Snapshot
+from evs_driver.catalog import GroupSnapshot, Snapshot
 from evs_driver.units import GiB
 
 LOG = logging.getLogger(__name__)
+BUSY_TABLES = (
+    ("snapshots", rules.SNAPSHOT_BUSY),
+    ("volumes", rules.VOLUME_BUSY),
+    ("groups", ("creating",)),
+    ("group_snapshots", ("creating", "deleting")),
+)
 
 
 def _abandoned(manager, table: str, statuses, backend: str | None = None) -> list:
@@ -37,11 +47,7 @@ def recover_abandoned(manager) -> None:
     listing) still see what a crash left behind resolved. A backend that is down keeps
     its records as they are until it is back.
     """
-    backends = {
-        r.backend
-        for table, busy in (("snapshots", rules.SNAPSHOT_BUSY), ("volumes", rules.VOLUME_BUSY))
-        for r in _abandoned(manager, table, busy)
-    }
+    backends = {r.backend for table, busy in BUSY_TABLES for r in _abandoned(manager, table, busy)}
     for name in sorted(backends):
         if name not in manager.drivers:
             continue
@@ -60,7 +66,30 @@ def recover_backend(manager, backend: str) -> int:
     for volume in _abandoned(manager, "volumes", rules.VOLUME_BUSY, backend):
         _resolve(manager, volume, _volume_outcome)
         resolved += 1
+    for table, busy in BUSY_TABLES[2:]:
+        for record in _abandoned(manager, table, busy, backend):
+            _resolve_group(manager, record)
+            resolved += 1
     return resolved
+
+
+def _resolve_group(manager, record) -> None:
+    """Settle a group or group snapshot, after its member rows were settled."""
+    with manager.lock(record.backend) as driver, manager.catalog.transaction() as txn:
+        if isinstance(record, GroupSnapshot) and record.status == "deleting":
+            for snapshot in txn.snapshots(group_snapshot_id=record.id):
+                driver.delete_snapshot(snapshot)
+                txn.remove(snapshot)
+            txn.remove(record)
+            LOG.warning("Recovered group snapshot %s from an interrupted delete", record.id)
+            return
+        status = "available"
+        if isinstance(record, GroupSnapshot):
+            members = txn.snapshots(group_snapshot_id=record.id)
+            if not members or not all(s.status == "available" for s in members):
+                status = "error"
+        txn.move_status(record, status, expect=(record.status,), task=None)
+    LOG.warning("Recovered %s %s from an interrupted create: %s", record.name, record.id, status)
 
 
 def _resolve(manager, record, outcome) -> None:

@@ -176,6 +176,8 @@ def check_oversubscription(
     reserved_percentage: int,
 ) -> None:
     """Rule 8: provisioned + requested may not exceed the usable capacity times the ratio."""
+    if total_gb <= 0:  # capacity is bounded by free space: none is left
+        raise exception.NoCapacity(backend=backend, requested=requested_gb)
     usable = total_gb * (100 - reserved_percentage) / 100
     allowed = usable * ratio
     if provisioned_gb + requested_gb > allowed:

@@ -8,7 +8,7 @@ those before it calls here.
 
 import abc
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from evs_driver import exception
 from evs_driver.blockdev import DeviceBase
@@ -198,6 +198,34 @@ class Backend(abc.ABC):
     def unmanage(self, device_id: str) -> None:
         """Stop managing a volume or snapshot, leaving its data where it is."""
         raise self._cannot_manage()
+
+    # -- changed-block diffs and group operations ---------------------------------------
+    def changed_extents(self, old_id: str | None, new_id: str) -> Iterator[tuple[int, int, str]]:
+        """Where ``new_id`` differs from ``old_id`` (None: from a device of zeros), in
+        offset order: ``(offset, length, kind)``, ``kind`` "data" or "zero" (what
+        ``new_id`` holds there), computed from the mapping, not by reading the data."""
+        raise self.not_supported("changed-block diffs")
+
+    #: True when ``snapshot_all``, ``clone_all`` and ``revert_all`` work at one instant.
+    supports_groups = False
+
+    def snapshot_all(self, pairs: list[tuple[str, str]]) -> None:
+        """Snapshot each ``(volume_id, snapshot_id)`` at one instant: every write acknowledged
+        before the call is in every snapshot, none after it is in any; all or none."""
+        raise self.not_supported("consistent group snapshots")
+
+    def clone_all(self, items: list[tuple[str, str, int]]) -> None:
+        """Create each ``(source_id, volume_id, size)`` as a linked clone, at one instant."""
+        raise self.not_supported("consistent group clones")
+
+    def revert_all(self, pairs: list[tuple[str, str]]) -> None:
+        """Revert each ``(volume_id, snapshot_id)`` pair, all or none."""
+        raise self.not_supported("group reverts")
+
+    def not_supported(self, what: str) -> exception.NotSupportedByBackend:
+        """The error for a feature this backend does not have."""
+        kind = getattr(self.conf, "volume_backend", None) or type(self).__name__
+        return exception.NotSupportedByBackend(backend=self.backend_name, kind=kind, what=what)
 
     def require_manage(self) -> None:
         """Refuse, before anything changes, when this backend cannot adopt or release devices."""

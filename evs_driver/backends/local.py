@@ -2,8 +2,9 @@
 
 A pool allows one process at a time, so this backend opens it only while something uses
 it (an operation, an open device, or ``hold_open`` for a long-running service),
-under a file lock that other processes wait on. Threads of one process share the open
-pool, which is thread-safe. Ids from the catalog are the pool's device names.
+under a file lock that other processes wait on. ``setup`` opens it and leaves it to
+the first user, so a command that sets up, checks and holds its backend opens it once.
+Threads of one process share the open pool, which is thread-safe. Ids from the catalog are the pool's device names.
 """
 
 import contextlib
@@ -20,6 +21,8 @@ from evs_driver.locking import FileLock
 from evs_driver.rowstore import Pool
 from evs_driver.rowstore.blockdevice import PoolDevice
 from evs_driver.units import GiB
+
+DIFF_PAGE = 4096  # runs of a diff the engine gives per call (the metadata lock is let go)
 
 
 class LocalBackend(base.Backend):
@@ -64,8 +67,8 @@ class LocalBackend(base.Backend):
                 self._known.add(self.path, self.backend_name)  # made by an older version
         finally:
             self._lock.release()
-        with self._open():
-            pass
+        with self._guard:
+            self._open_pool()  # kept for the first user: a command opens its pool once
 
     def create_pool(self) -> None:
         """Create a new, empty pool where none is (``evs pool create``)."""
@@ -134,6 +137,9 @@ class LocalBackend(base.Backend):
         """Fail when setup did not run or the pool no longer opens."""
         if self._lock is None:
             raise exception.BackendError(backend=self.backend_name, reason="setup() did not run")
+        with self._guard:
+            if self._pool is not None:
+                return  # it opened (since setup, or for a user) and it stays open for them
         with self._open():
             pass
 
@@ -145,45 +151,56 @@ class LocalBackend(base.Backend):
             self._held = True
 
     def close(self) -> None:
-        """Release a pool held open by ``hold_open``."""
+        """Release a pool held open by ``hold_open`` (or still open since ``setup``)."""
         if self._held:
             self._held = False
             self._enter.close()
+        with self._guard:
+            if self._pool is not None and not self._users:
+                self._close_pool()
+
+    def _open_pool(self) -> Pool:
+        """The open pool, opened now if need be (call with ``_guard`` held)."""
+        if self._pool is None:
+            self._lock.acquire()
+            try:
+                self._pool = Pool.open(self.path)
+            except BaseException as exc:
+                self._lock.release()
+                if isinstance(exc, exception.InvalidPool):
+                    raise self._option_error(self._option, exc.msg) from exc
+                if isinstance(exc, exception.PoolCorrupt):
+                    raise exception.BackendUnavailable(
+                        backend=self.backend_name, reason=exc.msg
+                    ) from exc
+                if isinstance(exc, OSError):
+                    raise exception.BackendUnavailable(
+                        backend=self.backend_name, reason=f"cannot open {self.path}: {exc}"
+                    ) from exc
+                raise
+        return self._pool
+
+    def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        try:
+            pool.close()
+        finally:
+            self._lock.release()
 
     @contextlib.contextmanager
     def _open(self) -> Iterator[Pool]:
-        """The open pool for the block: opened by its first user, closed after its last."""
+        """The open pool for the block: opened by its first user (or by ``setup``), closed
+        after its last."""
         with self._guard:
-            if self._pool is None:
-                self._lock.acquire()
-                try:
-                    self._pool = Pool.open(self.path)
-                except BaseException as exc:
-                    self._lock.release()
-                    if isinstance(exc, exception.InvalidPool):
-                        raise self._option_error(self._option, exc.msg) from exc
-                    if isinstance(exc, exception.PoolCorrupt):
-                        raise exception.BackendUnavailable(
-                            backend=self.backend_name, reason=exc.msg
-                        ) from exc
-                    if isinstance(exc, OSError):
-                        raise exception.BackendUnavailable(
-                            backend=self.backend_name, reason=f"cannot open {self.path}: {exc}"
-                        ) from exc
-                    raise
+            pool = self._open_pool()
             self._users += 1
-            pool = self._pool
         try:
             yield pool
         finally:
             with self._guard:
                 self._users -= 1
                 if self._users == 0:
-                    self._pool = None
-                    try:
-                        pool.close()
-                    finally:
-                        self._lock.release()
+                    self._close_pool()
 
     # -- volumes and snapshots -----------------------------------------------------------
     def create_volume(self, volume_id: str, size: int) -> None:
@@ -227,6 +244,32 @@ class LocalBackend(base.Backend):
         """Point the volume at the snapshot's blocks, keeping its size and every snapshot."""
         with self._open() as pool:
             pool.revert(volume_id, snapshot_id)
+
+    supports_groups = True
+
+    def snapshot_all(self, pairs: list[tuple[str, str]]) -> None:
+        """One engine transaction, every member's write lock held together."""
+        with self._open() as pool:
+            pool.snapshot_all(pairs)
+
+    def clone_all(self, items: list[tuple[str, str, int]]) -> None:
+        """Linked clones of every source at one instant (one engine transaction)."""
+        with self._open() as pool:
+            pool.clone_all(items)
+
+    def revert_all(self, pairs: list[tuple[str, str]]) -> None:
+        """Every volume to its snapshot in one engine transaction."""
+        with self._open() as pool:
+            pool.revert_all(pairs)
+
+    def changed_extents(self, old_id: str | None, new_id: str) -> Iterator[tuple[int, int, str]]:
+        """The engine's diff of the two trees, asked for a page of runs at a time."""
+        with self._open() as pool:
+            sizes = [pool.device(name).size for name in (old_id, new_id) if name is not None]
+            position, end = 0, max(sizes)
+            while position < end:
+                runs, position = pool.diff(old_id, new_id, position, end - position, DIFF_PAGE)
+                yield from runs
 
     # -- information ---------------------------------------------------------------------
     def exists(self, device_id: str) -> bool:

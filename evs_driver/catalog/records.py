@@ -1,4 +1,5 @@
-"""What the catalog holds: volumes, snapshots and attachments as records (Cinder-like)."""
+"""What the catalog holds: volumes, snapshots, attachments, snapshot schedules and groups as
+records (Cinder-like)."""
 
 import dataclasses
 import datetime
@@ -50,6 +51,7 @@ class Volume(_Record):
     metadata: dict = dataclasses.field(default_factory=dict)
     task: dict | None = None
     provider_auth: str | None = None  # "CHAP <username> <password>" of its targets, as Cinder's
+    group_id: str | None = None  # the consistency group it belongs to
 
     @property
     def name(self) -> str:
@@ -91,6 +93,7 @@ class Snapshot(_Record):
     provider_location: str | None = None
     metadata: dict = dataclasses.field(default_factory=dict)
     task: dict | None = None
+    group_snapshot_id: str | None = None  # the group snapshot it was taken in
 
     @property
     def name(self) -> str:
@@ -99,3 +102,60 @@ class Snapshot(_Record):
     @property
     def size(self) -> int:
         return self.volume_size
+
+
+@dataclasses.dataclass
+class Schedule(_Record):
+    """A volume's snapshot schedule: every ``every`` seconds on the grid from ``anchor``, with
+    retention ``keep`` (newest), ``keep_daily`` and ``keep_weekly``; times are ISO UTC."""
+
+    id: str
+    volume_id: str
+    every: int
+    keep: int
+    keep_daily: int
+    keep_weekly: int
+    anchor: str
+    next_run: str
+    created_at: str
+    updated_at: str
+    last_run: str | None = None
+    last_snapshot_id: str | None = None
+    last_error: str | None = None
+
+
+@dataclasses.dataclass
+class Group(_Record):
+    """A consistency group: volumes (``Volume.group_id``) snapshotted at one instant."""
+
+    id: str
+    display_name: str | None
+    display_description: str | None
+    backend: str
+    status: str
+    created_at: str
+    updated_at: str
+    task: dict | None = None
+
+    @property
+    def name(self) -> str:
+        return f"group-{self.id}"
+
+
+@dataclasses.dataclass
+class GroupSnapshot(_Record):
+    """One instant of a group: a snapshot of each member (``Snapshot.group_snapshot_id``)."""
+
+    id: str
+    group_id: str
+    display_name: str | None
+    display_description: str | None
+    backend: str
+    status: str
+    created_at: str
+    updated_at: str
+    task: dict | None = None
+
+    @property
+    def name(self) -> str:
+        return f"group-snapshot-{self.id}"

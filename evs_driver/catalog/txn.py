@@ -13,9 +13,24 @@ import sqlite3
 from collections.abc import Iterable
 
 from evs_driver import exception
-from evs_driver.catalog.records import Attachment, Snapshot, Volume, now
+from evs_driver.catalog.records import (
+    Attachment,
+    Group,
+    GroupSnapshot,
+    Schedule,
+    Snapshot,
+    Volume,
+    now,
+)
 
 _JSON_FIELDS = ("metadata", "task", "connector")
+_TABLES = {
+    Volume: "volumes",
+    Snapshot: "snapshots",
+    Group: "groups",
+    GroupSnapshot: "group_snapshots",
+}
+Record = Volume | Snapshot | Group | GroupSnapshot
 
 
 def _from_row(cls, row: sqlite3.Row):
@@ -67,39 +82,63 @@ class Txn:
             where["display_name"] = name
         return [_from_row(Snapshot, r) for r in self._select("snapshots", where)]
 
+    def group(self, group_id: str) -> Group | None:
+        """The group with this id, or None."""
+        return self._one(Group, group_id)
+
+    def group_snapshot(self, group_snapshot_id: str) -> GroupSnapshot | None:
+        """The group snapshot with this id, or None."""
+        return self._one(GroupSnapshot, group_snapshot_id)
+
+    def groups(self, name: str | None = None, **where) -> list[Group]:
+        """Groups, optionally filtered by display name and exact column values."""
+        if name is not None:
+            where["display_name"] = name
+        return [_from_row(Group, r) for r in self._select("groups", where)]
+
+    def group_snapshots(self, name: str | None = None, **where) -> list[GroupSnapshot]:
+        """Group snapshots, optionally filtered by display name and exact column values."""
+        if name is not None:
+            where["display_name"] = name
+        return [_from_row(GroupSnapshot, r) for r in self._select("group_snapshots", where)]
+
+    def _one(self, cls, record_id: str):
+        sql = f"SELECT * FROM {_TABLES[cls]} WHERE id = ?"
+        row = self._db.execute(sql, (record_id,)).fetchone()
+        return _from_row(cls, row) if row else None
+
     def _select(self, table: str, where: dict) -> list[sqlite3.Row]:
         clause = " AND ".join(f"{key} = ?" for key in where) or "1"
         sql = f"SELECT * FROM {table} WHERE {clause} ORDER BY created_at, rowid"
         return self._db.execute(sql, tuple(where.values())).fetchall()
 
     def in_status(self, table: str, statuses: Iterable[str]) -> list:
-        """Rows of ``table`` ('volumes' or 'snapshots') whose status is one of ``statuses``."""
+        """Rows of ``table`` (volumes, snapshots, groups, group_snapshots) whose status is one
+        of ``statuses``."""
         statuses = tuple(statuses)
         marks = ",".join("?" * len(statuses))
         rows = self._db.execute(
             f"SELECT * FROM {table} WHERE status IN ({marks}) ORDER BY rowid", statuses
         ).fetchall()
-        cls = Volume if table == "volumes" else Snapshot
+        cls = next(c for c, name in _TABLES.items() if name == table)
         return [_from_row(cls, r) for r in rows]
 
     # -- writes --------------------------------------------------------------------
-    def add(self, record: Volume | Snapshot) -> None:
-        """Insert a new volume or snapshot."""
-        table = "volumes" if isinstance(record, Volume) else "snapshots"
+    def add(self, record: Record) -> None:
+        """Insert a new volume, snapshot, group or group snapshot."""
+        table = _TABLES[type(record)]
         fields = _to_columns(dataclasses.asdict(record))
         cols = ", ".join(fields)
         marks = ", ".join("?" * len(fields))
         self._db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(fields.values()))
 
-    def move_status(
-        self, record: Volume | Snapshot, status: str, expect: Iterable[str], **fields
-    ) -> None:
+    def move_status(self, record: Record, status: str, expect: Iterable[str], **fields) -> None:
         """Move ``record`` to ``status`` (setting ``fields`` too) if it is in one of
         ``expect``; ``StatusChanged`` otherwise. The object follows the row."""
         expect = tuple(expect)
         where = f"status IN ({','.join('?' * len(expect))})"
         if not self._set(record, dict(fields, status=status), where, expect):
-            current = (self.volume if isinstance(record, Volume) else self.snapshot)(record.id)
+            current = self._one(type(record), record.id)
             raise exception.StatusChanged(
                 kind=type(record).__name__,
                 name=record.id,
@@ -107,14 +146,14 @@ class Txn:
                 status=current.status if current else "deleted",
             )
 
-    def set_fields(self, record: Volume | Snapshot, **fields) -> None:
+    def set_fields(self, record: Record, **fields) -> None:
         """Set fields other than the status (progress, names) on ``record`` and the object."""
         if "status" in fields:
             raise ValueError("statuses move through move_status")
         self._set(record, fields, "1", ())
 
-    def _set(self, record: Volume | Snapshot, fields: dict, where: str, args: tuple) -> bool:
-        table = "volumes" if isinstance(record, Volume) else "snapshots"
+    def _set(self, record: Record, fields: dict, where: str, args: tuple) -> bool:
+        table = _TABLES[type(record)]
         fields["updated_at"] = now()
         cols = _to_columns(fields)
         sets = ", ".join(f"{key} = ?" for key in cols)
@@ -125,9 +164,9 @@ class Txn:
             setattr(record, key, value)
         return True
 
-    def remove(self, record: Volume | Snapshot) -> None:
+    def remove(self, record: Record) -> None:
         """Delete the row of ``record``."""
-        table = "volumes" if isinstance(record, Volume) else "snapshots"
+        table = _TABLES[type(record)]
         self._db.execute(f"DELETE FROM {table} WHERE id = ?", (record.id,))
 
     # -- attachments ----------------------------------------------------------------
@@ -156,3 +195,34 @@ class Txn:
             "DELETE FROM attachments WHERE volume_id = ? AND protocol = ? AND initiator = ?",
             (attachment.volume_id, attachment.protocol, attachment.initiator),
         )
+
+    # -- schedules ------------------------------------------------------------------
+    def schedule(self, schedule_id: str) -> Schedule | None:
+        """The schedule with this id, or None."""
+        row = self._db.execute("SELECT * FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
+        return _from_row(Schedule, row) if row else None
+
+    def schedules(self, **where) -> list[Schedule]:
+        """Schedules filtered by exact column values, oldest first."""
+        return [_from_row(Schedule, r) for r in self._select("schedules", where)]
+
+    def add_schedule(self, schedule: Schedule) -> None:
+        """Insert a new schedule (one per volume: the table refuses a second)."""
+        fields = dataclasses.asdict(schedule)
+        cols = ", ".join(fields)
+        marks = ", ".join("?" * len(fields))
+        self._db.execute(f"INSERT INTO schedules ({cols}) VALUES ({marks})", tuple(fields.values()))
+
+    def update_schedule(self, schedule: Schedule, **fields) -> None:
+        """Set a schedule's run times and outcome, on the row and the object."""
+        fields["updated_at"] = now()
+        sets = ", ".join(f"{key} = ?" for key in fields)
+        self._db.execute(
+            f"UPDATE schedules SET {sets} WHERE id = ?", (*fields.values(), schedule.id)
+        )
+        for key, value in fields.items():
+            setattr(schedule, key, value)
+
+    def remove_schedule(self, schedule: Schedule) -> None:
+        """Delete a schedule (its snapshots stay)."""
+        self._db.execute("DELETE FROM schedules WHERE id = ?", (schedule.id,))

@@ -2,32 +2,39 @@
 
 Exit status: 0 on success, 1 with a one-line ``evs: error: ...`` on a failed operation,
 2 on a usage error. ``evs`` alone prints the help.
+
+What a command needs is imported when it needs it: the parser comes from the operations
+table alone, so ``evs --help`` and a usage error load neither oslo.config nor oslo.log,
+the manager or the NBD server.
 """
 
 import argparse
-import logging as std_logging
+import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from oslo_config import cfg
-from oslo_log import log as logging
-
-from evs_driver import conf as evs_conf
 from evs_driver import exception
-from evs_driver.cmd import output, parser
-from evs_driver.cmd.client import make_client, perform, service_running
+from evs_driver.cmd import parser
 from evs_driver.operations import table
-from evs_driver.service.service import VolumeService, run_until_signalled
+
+if TYPE_CHECKING:
+    from oslo_config import cfg
 
 LOG = logging.getLogger(__name__)
 PROJECT = "evs_driver"
 
 
-def load_config(args: argparse.Namespace) -> cfg.ConfigOpts:
+def load_config(args: argparse.Namespace) -> "cfg.ConfigOpts":
     """Parse the config files named on the command line (or the default places)."""
+    from oslo_config import cfg
+    from oslo_log import log as oslo_logging
+
+    from evs_driver import conf as evs_conf
+
     conf = cfg.ConfigOpts()
     evs_conf.register_opts(conf)
-    logging.register_options(conf)
+    oslo_logging.register_options(conf)
     argv = []
     for path in args.config_file:
         argv += ["--config-file", path]
@@ -48,23 +55,28 @@ def load_config(args: argparse.Namespace) -> cfg.ConfigOpts:
     return conf
 
 
-def setup_logging(conf: cfg.ConfigOpts) -> None:
+def setup_logging(conf: "cfg.ConfigOpts") -> None:
     """oslo.log to stderr (warnings only, as ``evs: ...`` lines) or to ``--log-file``;
     ``--debug`` shows everything in oslo.log's own format."""
+    from oslo_log import log as oslo_logging
+
     conf.set_override("use_stderr", not conf.log_file)
     if not conf.debug and not conf.log_file:
         for option in ("logging_default_format_string", "logging_context_format_string"):
             conf.set_override(option, "evs: %(message)s")
-    logging.setup(conf, "evs")
+    oslo_logging.setup(conf, "evs")
     if not conf.debug:
         # The error line says what failed; stevedore's own warning would repeat it.
-        std_logging.getLogger("stevedore").setLevel(std_logging.ERROR)
+        logging.getLogger("stevedore").setLevel(logging.ERROR)
         if not conf.log_file:
-            std_logging.getLogger().setLevel(std_logging.WARNING)
+            logging.getLogger().setLevel(logging.WARNING)
 
 
 def run(args: argparse.Namespace, client, out) -> int:
     """Run one parsed command and print its result; returns the exit status."""
+    from evs_driver.cmd import output
+    from evs_driver.cmd.client import perform
+
     op = args.operation
     if op.progress:
         client.progress = output.ProgressBar(op.progress)
@@ -81,6 +93,8 @@ def run(args: argparse.Namespace, client, out) -> int:
 
 
 def _print_check(problems: dict[str, list[str]], fmt: str, out) -> int:
+    from evs_driver.cmd import output
+
     count = sum(len(p) for p in problems.values())
     if fmt == "json":
         print(output.show({"clean": not count, "problems": problems}, fmt), file=out)
@@ -94,8 +108,11 @@ def _print_check(problems: dict[str, list[str]], fmt: str, out) -> int:
     return 0
 
 
-def _serve_in_foreground(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
+def _serve_in_foreground(args: argparse.Namespace, conf: "cfg.ConfigOpts") -> int:
     """``serve`` with no service running: be the service until SIGTERM or Ctrl-C."""
+    from evs_driver.cmd import output
+    from evs_driver.service.service import VolumeService, run_until_signalled
+
     service = VolumeService(conf)
     op = args.operation
 
@@ -112,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``evs`` console script."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
-        parser.build_parser().print_help()
+        parser.build_parser([]).print_help()
         return 0
     try:
         args = parser.parse(argv)
@@ -125,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             from evs_driver.cmd import demo
 
             return demo.run(args.state_path, sys.stdout)
+        from evs_driver.cmd.client import make_client, service_running
+
         conf = load_config(args)
         setup_logging(conf)
         if args.verb == "serve" and not service_running(conf):

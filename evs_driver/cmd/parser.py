@@ -8,10 +8,13 @@ NOUN_HELP = {
     "pool": "Pools of the enabled backends.",
     "volume": "Volumes.",
     "snapshot": "Snapshots.",
+    "schedule": "Snapshot schedules with retention (run by evs-volume).",
+    "group": "Consistency groups: volumes snapshotted at one instant.",
     "export": "NBD exports of the running evs-volume.",
 }
 VERB_ORDER = (
-    "create", "list", "show", "delete", "extend", "revert", "import", "export", "attach",
+    "create", "list", "show", "update", "delete", "extend", "revert", "snapshot",
+    "snapshot-list", "snapshot-delete", "diff", "import", "import-diff", "export", "attach",
     "detach", "serve", "unserve", "check", "manageable", "manage", "unmanage", "reset-state",
 )  # fmt: skip
 GLOBAL_DEFAULTS = {"config_file": [], "debug": False, "log_file": None, "format": "table"}
@@ -65,7 +68,9 @@ def _add_arguments(parser: argparse.ArgumentParser, op: Operation) -> None:
     for arg in op.args:
         target = parser
         if arg.group:
-            target = groups.setdefault(arg.group, parser.add_mutually_exclusive_group())
+            if arg.group not in groups:
+                groups[arg.group] = parser.add_mutually_exclusive_group()
+            target = groups[arg.group]
         settings = {"help": arg.help}
         if not arg.positional:
             settings["dest"] = arg.dest
@@ -78,8 +83,13 @@ def _add_arguments(parser: argparse.ArgumentParser, op: Operation) -> None:
         target.add_argument(*(arg.flags or (arg.dest,)), **settings)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line: one sub-command per operation, grouped by noun."""
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line: one sub-command per operation, grouped by noun.
+
+    With ``argv``, only the nouns and verbs it names get their sub-commands and arguments:
+    argparse takes longer to build all of them than the rest of ``evs --help`` takes.
+    """
+    named = None if argv is None else set(argv)
     common = _common()
     parser = _Parser(
         prog="evs", description="Volumes and redirect-on-write snapshots.", parents=[common]
@@ -90,11 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
         by_noun.setdefault(op.noun, []).append(op)
     for noun in sorted(by_noun, key=lambda n: list(NOUN_HELP).index(n)):
         noun_parser = nouns.add_parser(noun, help=NOUN_HELP[noun], parents=[common])
+        if named is not None and noun not in named:
+            continue
         verbs = noun_parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
         for op in sorted(by_noun[noun], key=_verb_rank):
             sub = verbs.add_parser(op.verb, help=op.help, parents=[common])
             sub.set_defaults(operation=op)
-            _add_arguments(sub, op)
+            if named is None or op.verb in named:
+                _add_arguments(sub, op)
     demo = nouns.add_parser(
         "demo",
         aliases=["walkthrough"],
@@ -106,9 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
+def parse(argv: list[str]) -> argparse.Namespace:
     """Parse a command line; ``UsageError`` when it is malformed."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     # Defaults are filled here: the common options' actions are shared by every parser.
     for name, value in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):

@@ -24,7 +24,8 @@ DEFAULT_OPTS = [
         "max_snapshots_per_volume",
         default=7,
         min=0,
-        help="Most user snapshots one volume may have; 0 means no limit.",
+        help="Most user snapshots one volume may have; 0 means no limit. A schedule's "
+        "automatic (autobk_snapshot_) snapshots do not count: its retention bounds them.",
     ),
     cfg.IntOpt(
         "lock_timeout",

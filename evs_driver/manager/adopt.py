@@ -90,6 +90,8 @@ class AdoptOperations(ManagerBase):
                         reason=f"volume {volume.id} has {len(snapshots)} snapshot(s): unmanage "
                         "them first (their data stays too)"
                     )
+                for schedule in txn.schedules(volume_id=volume.id):
+                    txn.remove_schedule(schedule)  # the new host makes its own
                 txn.remove(volume)
             driver.unmanage(volume)
         return volume

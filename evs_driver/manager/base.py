@@ -127,12 +127,13 @@ class ManagerBase:
 
         return undo
 
-    def _forget(self, record) -> Callable[[], None]:
-        """An ``undo`` that removes a row the request added."""
+    def _forget(self, *records) -> Callable[[], None]:
+        """An ``undo`` that removes rows the request added."""
 
         def undo() -> None:
             with self.catalog.transaction() as txn:
-                txn.remove(record)
+                for record in records:
+                    txn.remove(record)
 
         return undo
 
@@ -155,9 +156,8 @@ class ManagerBase:
     def _find(self, txn: cat.Txn, kind: str, ref: str):
         if not isinstance(ref, str) or not ref:
             raise exception.InvalidInput(reason=f"a {kind} is named by its id or name, not {ref!r}")
-        get, query = (
-            (txn.volume, txn.volumes) if kind == "volume" else (txn.snapshot, txn.snapshots)
-        )
+        table = kind.replace(" ", "_")  # "volume", "snapshot", "group", "group snapshot"
+        get, query = getattr(txn, table), getattr(txn, f"{table}s")
         record = get(ref)
         if record is not None:
             return record

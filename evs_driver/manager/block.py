@@ -151,7 +151,7 @@ class BlockAttachOperations(ManagerBase):
 
     def block_attachments(self, volume_id: str | None = None) -> list[dict]:
         """Every block attachment in the catalog, or one volume's."""
-        with self.catalog.transaction() as txn:
+        with self.catalog.reading() as txn:
             return [_view(a) for a in txn.attachments(volume_id)]
 
     def block_exports(self) -> list[dict]:

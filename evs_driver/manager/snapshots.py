@@ -3,11 +3,37 @@
 from oslo_log import log as logging
 
 from evs_driver import catalog as cat
-from evs_driver import exception, faults, rules
+from evs_driver import exception, faults, rules, scheduling
 from evs_driver.manager.base import ManagerBase
 from evs_driver.manager.volumes import _named
 
 LOG = logging.getLogger(__name__)
+
+
+def new_snapshot(volume: cat.Volume, name, description, metadata, task: dict) -> cat.Snapshot:
+    """The catalog row of a snapshot of ``volume`` being created."""
+    stamp = cat.now()
+    return cat.Snapshot(
+        id=cat.new_id(),
+        display_name=name,
+        display_description=description,
+        volume_id=volume.id,
+        volume_size=volume.size,
+        status="creating",
+        backend=volume.backend,
+        created_at=stamp,
+        updated_at=stamp,
+        metadata=metadata or {},
+        task=task,
+    )
+
+
+def check_snapshot_limit(txn: cat.Txn, volume: cat.Volume, limit: int) -> None:
+    """Refuse one more user snapshot of ``volume`` past ``limit`` (a schedule's don't count)."""
+    users = [
+        s for s in txn.snapshots(volume_id=volume.id) if not scheduling.is_automatic(s.display_name)
+    ]
+    rules.check_snapshot_limit(volume.id, len(users), limit)
 
 
 class SnapshotOperations(ManagerBase):
@@ -24,26 +50,20 @@ class SnapshotOperations(ManagerBase):
         """Snapshot a volume (``force`` is accepted as in Cinder API 3.66: in-use needs none)."""
         rules.check_snapshot_name(name)
         rules.check_text("description", description)
+        return self._take_snapshot(volume_ref, name, description, metadata, automatic=False)
+
+    def _take_snapshot(
+        self, volume_ref: str, name, description, metadata, automatic: bool
+    ) -> cat.Snapshot:
+        """Snapshot a volume; a user's snapshot counts against max_snapshots_per_volume, a
+        schedule's (``automatic``) against its schedule's retention instead."""
         with self.catalog.transaction() as txn:
             volume = self._find(txn, "volume", volume_ref)
             self._require_enabled(volume.backend)
             rules.expect_status("Volume", volume, rules.SNAPSHOT_SOURCE, "a snapshot")
-            count = len(txn.snapshots(volume_id=volume.id))
-            rules.check_snapshot_limit(volume.id, count, self.conf.max_snapshots_per_volume)
-            stamp = cat.now()
-            snapshot = cat.Snapshot(
-                id=cat.new_id(),
-                display_name=name,
-                display_description=description,
-                volume_id=volume.id,
-                volume_size=volume.size,
-                status="creating",
-                backend=volume.backend,
-                created_at=stamp,
-                updated_at=stamp,
-                metadata=metadata or {},
-                task=self._task("create"),
-            )
+            if not automatic:
+                check_snapshot_limit(txn, volume, self.conf.max_snapshots_per_volume)
+            snapshot = new_snapshot(volume, name, description, metadata, self._task("create"))
             txn.add(snapshot)
         with (
             self._backend(volume.backend, self._forget(snapshot)) as driver,

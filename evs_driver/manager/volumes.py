@@ -174,6 +174,9 @@ class VolumeOperations(ManagerBase):
             faults.point("delete_volume.after_backend")
             driver.collect()  # rule 8: the freed space is usable when the delete returns
         with self.catalog.transaction() as txn:
+            for schedule in txn.schedules(volume_id=volume.id):
+                txn.remove_schedule(schedule)  # a schedule of no volume has nothing to do
+                LOG.info("Deleted schedule %s with volume %s", schedule.id, volume.id)
             txn.remove(volume)
         LOG.info(
             "Deleted volume %s (%s) and %d snapshot(s)%s",

@@ -6,9 +6,12 @@ Importing this package registers every operation, in the order ``evs --help`` li
 from evs_driver.operations import (  # noqa: F401
     attach,
     copies,
+    diffs,
     exports,
+    groups,
     manage,
     pools,
+    schedules,
     snapshots,
     volumes,
 )

@@ -1,9 +1,10 @@
-"""Argument types shared by the operations: sizes, ports, KEY=VALUE, listen addresses."""
+"""Argument types shared by the operations: sizes, counts, intervals, ports, KEY=VALUE, listen
+addresses."""
 
 import argparse
 import os
 
-from evs_driver import exception
+from evs_driver import exception, scheduling
 from evs_driver.operations.table import Arg
 
 
@@ -20,6 +21,22 @@ def gib(text: str) -> int:
     if value is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of GiB (digits only)")
     return -value if negative else value
+
+
+def count(text: str) -> int:
+    """A whole number, 0 or more (range checks are the manager's)."""
+    value = _decimal(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (digits only)")
+    return value
+
+
+def interval(text: str) -> int:
+    """A schedule's interval (``30m``, ``1h``, ``1d``, ``1w``) in seconds."""
+    try:
+        return scheduling.parse_every(text)
+    except exception.InvalidSchedule as exc:
+        raise argparse.ArgumentTypeError(exc.kwargs["reason"]) from None
 
 
 def port(text: str) -> int:

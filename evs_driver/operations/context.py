@@ -1,11 +1,12 @@
 """What an operation runs with: the manager, the caller's session and its progress report."""
 
 import dataclasses
+import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from oslo_log import log as logging
-
-from evs_driver.interface import Progress
+if TYPE_CHECKING:  # the command line's parser is built without the driver's modules
+    from evs_driver.interface import Progress
 
 LOG = logging.getLogger(__name__)
 
@@ -42,5 +43,5 @@ class Context:
 
     manager: object
     session: Session
-    progress: Progress | None = None
+    progress: "Progress | None" = None
     in_service: bool = False

@@ -4,18 +4,23 @@ Raw images are copied where the manager is, by our own sparse copy. Other format
 copied by qemu-img in the ``evs`` process (so its progress bar draws on the user's
 terminal) against an export made for the copy, scoped to the asking process: one
 sequence, ``_through_export``, whether the manager is embedded or in the service.
+``imageio`` (with ``subprocess``) is imported where a copy needs it: the command line's
+parser imports this module.
 """
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from evs_driver import exception, imageio
+from evs_driver import exception
 from evs_driver.operations.arguments import image_format
 from evs_driver.operations.context import Context
 from evs_driver.operations.table import Arg, operation, with_client
 from evs_driver.units import GiB
+
+if TYPE_CHECKING:
+    from evs_driver import imageio
 
 FORCE = Arg(
     "force", ("--force",), action="store_true", default=False, help="Overwrite FILE if it exists."
@@ -55,14 +60,42 @@ def volume_export(
     "snapshot",
     "export",
     "Write a snapshot to an image file.",
-    args=(Arg("snapshot", help="Snapshot id or name."), Arg("file"), image_format(), FORCE),
+    args=(
+        Arg("snapshot", help="Snapshot id or name."),
+        Arg("file"),
+        image_format(),
+        FORCE,
+        Arg(
+            "base",
+            ("--from",),
+            metavar="SNAPSHOT",
+            help="Write only what changed since this older snapshot of the same volume, as an "
+            "incremental stream for `evs volume import-diff`.",
+        ),
+        Arg(
+            "stream",
+            ("--diff-stream",),
+            action="store_true",
+            default=False,
+            help="Write an evs diff stream even without --from (a full one, for a new volume).",
+        ),
+    ),
     progress="exporting",
 )
 def snapshot_export(
-    ctx: Context, snapshot: str, file: str, image_format: str = "raw", force: bool = False
+    ctx: Context,
+    snapshot: str,
+    file: str,
+    image_format: str = "raw",
+    force: bool = False,
+    base: str | None = None,
+    stream: bool = False,
 ) -> dict:
-    """Write an available snapshot to a raw image."""
+    """Write an available snapshot to a raw image, or a diff stream (``--from``)."""
     _refuse_existing(file, force)
+    if base or stream:
+        _refuse_format(image_format)
+        return ctx.manager.export_diff(snapshot, file, base)
     written = ctx.manager.export("snapshot", snapshot, file, ctx.progress)
     return {"snapshot": ctx.manager.get_snapshot(snapshot).id, "file": file, "data_bytes": written}
 
@@ -70,6 +103,8 @@ def snapshot_export(
 # -- the evs process's side -----------------------------------------------------------------
 @with_client("volume_import")
 def _import(client, volume: str, file: str) -> dict:
+    from evs_driver import imageio
+
     info = _probe(file, raw_natively=client.embedded)
     if info is None:
         return client.call("volume_import", volume, os.path.abspath(file))
@@ -90,11 +125,20 @@ def _export_volume(client, volume: str, file: str, image_format: str = "raw", fo
 
 
 @with_client("snapshot_export")
-def _export_snapshot(client, snapshot: str, file: str, image_format: str = "raw", force=False):
+def _export_snapshot(
+    client, snapshot: str, file: str, image_format="raw", force=False, base=None, stream=False
+):
+    if base or stream:  # written where the manager is, like a raw image
+        _refuse_existing(file, force)
+        _refuse_format(image_format)
+        path = os.path.abspath(file)
+        return client.call("snapshot_export", snapshot, path, force=force, base=base, stream=True)
     return _export(client, "snapshot", snapshot, file, image_format, force)
 
 
 def _export(client, kind: str, ref: str, file: str, image_format: str, force: bool) -> dict:
+    from evs_driver import imageio
+
     _refuse_existing(file, force)
     if not imageio.available() or (image_format == "raw" and client.embedded):
         if image_format != "raw":
@@ -111,6 +155,8 @@ def _export(client, kind: str, ref: str, file: str, image_format: str, force: bo
 def _through_export(client, kind: str, ref: str, read_only: bool) -> Iterator[tuple[dict, str]]:
     """An export of ``ref`` on a private socket for one copy, ended afterwards (and by the
     service anyway if this process dies meanwhile)."""
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="evs-nbd-") as directory:  # sockets are < 108 bytes
         listen = {"socket": os.path.join(directory, "nbd.sock")}
         extra = {"read_only": read_only} if kind == "volume" else {}
@@ -123,8 +169,10 @@ def _through_export(client, kind: str, ref: str, read_only: bool) -> Iterator[tu
                 client.call(f"{kind}_unserve", served[kind], **unserve)
 
 
-def _probe(path: str, raw_natively: bool) -> imageio.ImageInfo | None:
+def _probe(path: str, raw_natively: bool) -> "imageio.ImageInfo | None":
     """The image's qemu-img info when qemu-img copies it; None for our own raw copy."""
+    from evs_driver import imageio
+
     if not imageio.available() or not os.access(path, os.R_OK):
         return None  # the raw copy reports a missing or unreadable file itself
     info = imageio.inspect(path)
@@ -134,6 +182,13 @@ def _probe(path: str, raw_natively: bool) -> imageio.ImageInfo | None:
 def _refuse_existing(path: str, force: bool) -> None:
     if os.path.exists(path) and not force:
         raise exception.InvalidInput(reason=f"{path} exists; add --force to overwrite it")
+
+
+def _refuse_format(image_format: str) -> None:
+    if image_format != "raw":
+        raise exception.InvalidInput(
+            reason=f"a diff stream is evs's own format; drop -O {image_format} (or --from)"
+        )
 
 
 def _bar(client) -> bool:

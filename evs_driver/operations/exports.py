@@ -5,9 +5,9 @@ it for a copy. Without a running service, the embedded manager serves only such 
 exports on private sockets; ``evs volume serve`` then runs the service in the foreground.
 """
 
-import socket
+import os
 
-from evs_driver import catalog, exception
+from evs_driver import exception
 from evs_driver.operations.arguments import LISTEN, fold_listen
 from evs_driver.operations.context import Context
 from evs_driver.operations.table import LISTING, Arg, operation
@@ -26,7 +26,7 @@ EXPORT_COLUMNS = (
 
 def _connector(listen: dict | None, read_only: bool) -> dict:
     connector = {
-        "host": socket.gethostname(),
+        "host": os.uname().nodename,
         "access_mode": "ro" if read_only else "rw",
         "protocol": "nbd",  # served by us even where the backend has its own attach (rbd)
     }
@@ -134,6 +134,8 @@ def export_list(ctx: Context) -> list[dict]:
 
 def _end_scoped(ctx: Context, record, data: dict) -> None:
     """End an export a session made, unless someone ended or replaced it since."""
+    from evs_driver import catalog  # loaded by the manager already; not by the parser
+
     served = ctx.manager.served(record)
     if served is None or served["uri"] != data["uri"]:
         return

@@ -2,7 +2,12 @@
 whether the ``evs`` process or the service answers. Sizes in bytes end in ``_bytes``
 (tables print them human-readable, JSON keeps the number)."""
 
-from evs_driver import catalog, exception
+from typing import TYPE_CHECKING
+
+from evs_driver import exception
+
+if TYPE_CHECKING:  # the command line's parser imports this module: nothing heavy at import
+    from evs_driver import catalog
 
 VOLUME_FIELDS = (
     ("id", "id"),
@@ -51,7 +56,7 @@ def backend_status(manager, backend: str) -> str:
     return "not enabled" if backend not in manager.drivers else f"down: {down.msg}"
 
 
-def volume(manager, record: catalog.Volume, usage: bool = False) -> dict:
+def volume(manager, record: "catalog.Volume", usage: bool = False) -> dict:
     """A volume; with ``usage``, its mapped bytes and snapshot count too."""
     view = {shown: record[field] for shown, field in VOLUME_FIELDS}
     found = _usage(manager, record, wait=True) if usage else None  # may find the backend down
@@ -65,7 +70,7 @@ def volume(manager, record: catalog.Volume, usage: bool = False) -> dict:
     return view
 
 
-def snapshot(manager, record: catalog.Snapshot, wait: bool = True) -> dict:
+def snapshot(manager, record: "catalog.Snapshot", wait: bool = True) -> dict:
     """A snapshot with its exclusive bytes (None when they cannot be read now)."""
     view = {shown: record[field] for shown, field in SNAPSHOT_FIELDS}
     found = _usage(manager, record, wait)
@@ -110,3 +115,32 @@ def pool(manager, name: str, stats) -> dict:
         }
         | stats
     )
+
+
+SCHEDULE_COLUMNS = ("id", "volume_id", "every", "keep", "keep_daily", "keep_weekly", "next_run")
+
+
+SCHEDULE_FIELDS = (
+    "id",
+    "volume_id",
+    "every",
+    "keep",
+    "keep_daily",
+    "keep_weekly",
+    "next_run",
+    "last_run",
+    "last_snapshot_id",
+    "last_error",
+    "snapshots",
+    "created_at",
+)
+
+
+def schedule(manager, record: "catalog.Schedule") -> dict:
+    """A schedule with its interval as text and how many automatic snapshots it has now."""
+    from evs_driver import scheduling  # not at import: the parser imports this module
+
+    view = record.to_dict()
+    view["every"] = scheduling.format_every(record.every)
+    view["snapshots"] = len(manager.auto_snapshots(record.volume_id))
+    return {key: view[key] for key in SCHEDULE_FIELDS}

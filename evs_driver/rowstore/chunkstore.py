@@ -53,6 +53,8 @@ class ChunkStore:
         # later small overwrite walk the whole folio. Reads ask for exactly what they need.
         os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
         self._can_punch = True
+        #: A write, zeroing or resize returned since the last sync began.
+        self._unsynced = False
 
     @classmethod
     def create(
@@ -82,6 +84,7 @@ class ChunkStore:
         if not new and size < self.capacity_chunks * self.chunk_size:
             raise self._damaged(self._size_problem(size))
         self._disk.truncate(self.fd, self.file_size)
+        self._unsynced = True
         self.write(self.capacity_chunks * self.chunk_size, self._identity_block(pool_id))
         self.sync()
 
@@ -147,6 +150,8 @@ class ChunkStore:
                 done += self._disk.pwrite(self.fd, memoryview(data)[done:], position + done)
         except OSError as err:
             raise self._error(err) from err
+        finally:
+            self._unsynced = True
 
     def zero(self, position: int, length: int) -> None:
         """Make a byte range read as zeros, giving its space back to the file system."""
@@ -157,6 +162,8 @@ class ChunkStore:
             self._disk.write_zeros(self.fd, position, length)
         except OSError as err:
             raise self._error(err) from err
+        finally:
+            self._unsynced = True
 
     def zero_chunks(self, chunks: list[int]) -> None:
         """Zero whole chunks, one call per run of consecutive chunk numbers."""
@@ -164,10 +171,16 @@ class ChunkStore:
             self.zero(first * self.chunk_size, count * self.chunk_size)
 
     def sync(self) -> None:
-        """Make every write that returned durable (``FileSystemFull`` on ENOSPC)."""
+        """Make every write that returned durable (``FileSystemFull`` on ENOSPC); nothing to
+        do when none returned since the last sync began."""
+        if not self._unsynced:
+            return
+        # Cleared first: a write returning during the sync sets it again for the next one.
+        self._unsynced = False
         try:
             self._disk.fdatasync(self.fd)
         except OSError as err:
+            self._unsynced = True
             raise self._error(err) from err
 
 

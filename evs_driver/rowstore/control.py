@@ -94,14 +94,7 @@ class ControlOperations:
         with _ordered(first, second, target), self._transaction.control():
             target.require_alive()
             source.require_alive()
-            old_root = target.root
-            if source.root:
-                self._state.nodes.inc(source.root)
-            target.root = self._grow(source.root, source.size, target.size)
-            target.mapped = source.mapped
-            if old_root:
-                self._state.nodes.drop(old_root)
-            self._state.devices.touch(target)
+            take_content(self._state, target, source)
 
     def extend(self, name: str, size: int) -> None:
         """Grow a volume to ``size`` bytes; new space reads as zeros."""
@@ -129,6 +122,20 @@ class ControlOperations:
             if device.root:
                 self._state.nodes.drop(device.root)
             self._state.devices.remove(device)
+
+
+def take_content(state: PoolState, target: Device, source: Device) -> None:
+    """Point ``target`` at ``source``'s whole tree (grown to its own size), dropping its
+    old one: a revert's one reference. Call in a transaction, with both devices locked."""
+    old_root = target.root
+    if source.root:
+        state.nodes.inc(source.root)
+    height = state.geometry.height
+    target.root = grow(state.nodes, source.root, height(source.size), height(target.size))
+    target.mapped = source.mapped
+    if old_root:
+        state.nodes.drop(old_root)
+    state.devices.touch(target)
 
 
 def _ordered(first: Device, second: Device, writer: Device) -> contextlib.ExitStack:

@@ -5,7 +5,8 @@ SQLite transaction (WAL journal), so the file always holds one complete, consist
 generation of the metadata: the last committed one. SQLite never syncs (synchronous=OFF,
 no automatic checkpoint): ``sync`` makes the log durable through the I/O seam after each
 commit, and checkpoints (then syncs the database file) when the log has grown, so every
-durability decision goes through ``disk.Disk``.
+durability decision goes through ``disk.Disk``. Closing keeps the log (``sqlitelog``): a
+pool opened for a moment costs no checkpoint, and one opened only to read writes nothing.
 
 Invariants kept here:
 - a metadata file is opened for writing only once ``metafile.validate`` accepted it, and
@@ -27,6 +28,7 @@ from evs_driver.rowstore import directory
 from evs_driver.rowstore.disk import REAL, Disk
 from evs_driver.rowstore.geometry import Geometry
 from evs_driver.rowstore.metafile import engine_error, validate
+from evs_driver.sqlitelog import close_keeping_log
 
 FORMAT_VERSION = 3  # 2: overlays; 3: the data file's identity (older pools are upgraded)
 
@@ -92,6 +94,9 @@ class MetaStore:
         self.path = path
         self.pool_path = pool_path
         self._disk = disk
+        #: The log's file is made by this open: its name in the directory is not durable.
+        self._new_log = not os.path.exists(path + "-wal")
+        self._unsynced = False  # a commit is stored but its log not synced yet
         with self.errors():
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             if page_size:
@@ -122,25 +127,30 @@ class MetaStore:
                     "INSERT INTO pool (key, value) VALUES (?, ?)",
                     [("format_version", FORMAT_VERSION), *settings.items()],
                 )
+            meta.checkpoint()  # the log goes with the close: it is named for the partial file
         finally:
-            meta.close()  # checkpointed and synced; SQLite then removes the log
+            # SQLite syncs the database file itself, should our checkpoint have failed.
+            with contextlib.suppress(sqlite3.Error):
+                meta.db.execute("PRAGMA synchronous=FULL")
+            meta.db.close()
         os.rename(partial, path)
         directory.sync_directory(pool_path)
 
     def close(self) -> None:
-        """Checkpoint and sync the database file, then close (SQLite removes the log)."""
+        """Close, keeping the log: its commits are durable since their ``sync``."""
         try:
-            self.checkpoint()
+            if self._unsynced:
+                self.sync()
         finally:
-            # Closing checkpoints again and removes the log: if ours failed, SQLite must
-            # sync the database file itself before it does.
-            with contextlib.suppress(sqlite3.Error):
-                self.db.execute("PRAGMA synchronous=FULL")
-            self.db.close()
+            close_keeping_log(self.db, self.path)
 
     def sync(self) -> None:
         """Make every committed transaction durable; checkpoint when the log is large."""
         self._sync_file(self.path + "-wal")
+        if self._new_log:  # and its name in the directory
+            self._sync_file(self.pool_path)
+            self._new_log = False
+        self._unsynced = False
         try:
             log_bytes = os.path.getsize(self.path + "-wal")
         except FileNotFoundError:
@@ -149,13 +159,26 @@ class MetaStore:
             self.checkpoint()
 
     def checkpoint(self) -> None:
-        """Copy the synced log into the database file and sync it, before the log restarts."""
+        """Copy the synced log into the database file and sync it, then empty the log.
+
+        The empty log is made durable before SQLite writes the log again: with
+        synchronous=OFF SQLite does not sync the header of a restarted log, and a power
+        cut could then leave the old header with a prefix of the old frames, older than
+        the database file they were copied into (SQLite's ticket ff5be73dee).
+        """
         if not os.path.exists(self.path + "-wal"):
             return
-        self._sync_file(self.path + "-wal")
+        if self._unsynced:
+            self._sync_file(self.path + "-wal")
+            self._unsynced = False
         with self.errors():
-            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            _, logged, copied = self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self._sync_file(self.path)
+        if logged != copied:  # a reader holds old frames: the log cannot restart yet
+            return
+        with self.errors():  # everything is copied and durable: this only empties the log
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        self._sync_file(self.path + "-wal")
 
     def _sync_file(self, path: str) -> None:
         try:
@@ -311,6 +334,7 @@ class _Transaction:
             try:
                 with self.meta.errors():
                     db.execute("COMMIT")
+                self.meta._unsynced = True
                 return False
             except BaseException:
                 self._roll_back()

@@ -14,8 +14,9 @@ below it (dm persistent-data's shape):
 Concurrency: the metadata lock (one per pool) guards all metadata in memory and is never
 held across data I/O except the fdatasync of a commit; each device has a reader-writer lock
 so reads of a device run in parallel while its writes, discards and control operations are
-serialized. Crash rules: see ``transaction`` and ``writepath``; an unclean shutdown zeroes
-every free chunk at the next open, so free chunks always read as zeros.
+serialized. Crash rules: see ``transaction`` and ``writepath``; after an unclean shutdown
+every free chunk is zeroed before the first chunk is allocated, so the chunks handed out
+always read as zeros. Opening, reading and closing a pool write nothing.
 """
 
 import logging
@@ -30,6 +31,7 @@ from evs_driver.rowstore import checker, collector, directory
 from evs_driver.rowstore.accounting import Accounting, PoolUsage
 from evs_driver.rowstore.chunkstore import ChunkStore, new_pool_id
 from evs_driver.rowstore.control import ControlOperations
+from evs_driver.rowstore.crossdevice import CrossDeviceCalls, Differ, GroupOperations
 from evs_driver.rowstore.datamap import DataMap
 from evs_driver.rowstore.devicetable import Device, DeviceInfo, DeviceTable
 from evs_driver.rowstore.discard import Discarder
@@ -48,7 +50,7 @@ from evs_driver.rowstore.writepath import WritePath
 LOG = logging.getLogger(__name__)
 
 
-class Pool:
+class Pool(CrossDeviceCalls):
     """Volumes and snapshots in one directory. Use ``Pool.create`` or ``Pool.open``."""
 
     def __init__(
@@ -154,9 +156,6 @@ class Pool:
                     self._chunks.stamp(self._pool_id)
                 self._meta.upgrade(upgrade)
             self._build_layers(settings)
-            if int(settings.get("clean", 0)) != 1:
-                self._recover_free_space()
-            self._transaction.save_settings(clean=0)
         except BaseException:
             self._chunks.close()
             self._meta.close()
@@ -177,24 +176,18 @@ class Pool:
         self._devices = DeviceTable(meta.devices(), int(settings["next_device_id"]))
         state = PoolState(geometry, threading.RLock(), self._nodes, self._datamap, self._devices)
         self._lock = state.lock
-        self._transaction = Transaction(self.path, state, meta, chunks)
+        clean = int(settings.get("clean", 0)) == 1
+        self._transaction = Transaction(self.path, state, meta, chunks, clean)
         self._reader = ReadPath(state, chunks)
-        self._writer = WritePath(state, chunks, self._reader)
+        self._writer = WritePath(state, chunks, self._reader, self._transaction)
         self._discarder = Discarder(state, self._writer)
         self._control = ControlOperations(state, self._transaction)
+        self._groups, self._differ = GroupOperations(state, self._transaction), Differ(state)
         self._accounting = Accounting(state, meta)
 
-    def _recover_free_space(self) -> None:
-        """After a crash, free chunks may hold data of writes that never committed: zero them."""
-        LOG.warning("Pool %s was not closed cleanly; zeroing its free chunks", self.path)
-        self._chunks.zero_chunks(self._datamap.free_chunks())
-        beyond = self._datamap.high_water * self.chunk_size
-        if beyond < self.capacity:
-            self._chunks.zero(beyond, self.capacity - beyond)
-        self._chunks.sync()
-
     def close(self) -> None:
-        """Commit everything, mark the pool cleanly closed and release it.
+        """Commit everything, mark the pool cleanly closed (if it is not marked so already)
+        and release it.
 
         When the commit fails the pool is still closed and released, but not marked clean
         (the next open recovers), and the error is raised.
@@ -206,8 +199,7 @@ class Pool:
             self._worker.join()
         try:
             with self._lock:
-                self._transaction.commit_locked()
-                self._transaction.save_settings(clean=1)
+                self._transaction.commit_locked(closing=True)
         finally:
             self._chunks.close()
             self._meta.close()

@@ -10,7 +10,12 @@ stored. Invariants kept here:
   then would bring back metadata that still maps them;
 - a control operation is a transaction of its own: what was pending commits first, so when
   the operation or its commit fails the committed metadata is the state it started from,
-  and what it changed (devices and nodes only, never data chunks) is read back from there.
+  and what it changed (devices and nodes only, never data chunks) is read back from there;
+- the stored clean mark (``clean=1``) promises that every free chunk reads as zeros: it is
+  taken away (durably) before the first write into a newly allocated chunk and in the
+  commit that first frees chunks, and given back only when the promise holds again. So a
+  pool that is opened, read, snapshotted or closed writes no mark at all, and a pool whose
+  mark is missing (a crash) zeroes its free chunks before it allocates one.
 """
 
 import contextlib
@@ -40,13 +45,19 @@ def committed_node_space(meta: MetaStore, name: str, garbage: set[int]) -> Space
 class Transaction:
     """Commits a pool's metadata in memory under the lock that guards it."""
 
-    def __init__(self, name: str, state: PoolState, meta: MetaStore, chunks: ChunkStore):
+    def __init__(
+        self, name: str, state: PoolState, meta: MetaStore, chunks: ChunkStore, clean: bool
+    ):
+        """``clean``: the stored clean mark."""
         self.name = name
         self.lock = state.lock
         self._state = state
         self._meta = meta
         self._chunks = chunks
         self.last_commit = time.monotonic()
+        #: What the stored clean mark says (read by tests of the crash rules).
+        self.marked_clean = clean
+        self._free_is_zero = clean  # what is true: every free chunk reads as zeros
 
     def pending(self) -> bool:
         """True when memory holds metadata changes the last commit did not store."""
@@ -64,8 +75,14 @@ class Transaction:
         with self.lock:
             self.commit_locked()
 
-    def commit_locked(self) -> None:
-        """``commit`` for a caller that holds ``lock``."""
+    def commit_locked(self, closing: bool = False) -> None:
+        """``commit`` for a caller that holds ``lock``; ``closing``: the last one, which
+        gives the clean mark back when it can."""
+        freeing = bool(self._state.datamap.freed())
+        if not self.pending() and not freeing:
+            if closing:
+                self._mark_clean()
+            return
         self._chunks.sync()  # data before the metadata that maps it
         nodes = self._state.nodes.changes()
         data_pages, overlays, gone_overlays = self._state.datamap.changes()
@@ -83,7 +100,12 @@ class Transaction:
             "node_high_water": nodes.high_water,
             "next_device_id": self._state.devices.next_id,
         }
+        if freeing and self.marked_clean:
+            change.settings["clean"] = 0  # the freed chunks are zeroed only after this
+        elif closing and not freeing and self._free_is_zero and not self.marked_clean:
+            change.settings["clean"] = 1  # the data sync above made every zeroing durable
         self._meta.save(change)
+        self.marked_clean = bool(change.settings.get("clean", self.marked_clean))
         self._state.nodes.committed()
         self._state.datamap.committed()
         self._state.devices.committed()
@@ -96,13 +118,42 @@ class Transaction:
             LOG.warning("Pool %s keeps freed chunks unusable for now: %s", self.name, err)
         else:
             self._state.datamap.reuse_freed()
+            if closing:
+                self._mark_clean()
 
-    def save_settings(self, **settings) -> None:
-        """Store pool settings (the clean-shutdown mark) in a transaction of their own."""
+    # -- the clean mark --------------------------------------------------------------------
+    def before_allocating(self) -> None:
+        """Call under ``lock`` before a chunk is allocated: its data is written before any
+        commit maps it, so a crash must not find the mark that says free chunks are zero."""
+        if not self._free_is_zero:
+            self._zero_free_chunks()
+        if self.marked_clean:
+            self._save_mark(False)
+
+    def _zero_free_chunks(self) -> None:
+        """After a crash, free chunks may hold data of writes that never committed."""
+        LOG.warning("Pool %s was not closed cleanly; zeroing its free chunks", self.name)
+        datamap, size = self._state.datamap, self._state.geometry.chunk_size
+        self._chunks.zero_chunks(datamap.free_chunks())
+        beyond, capacity = datamap.high_water * size, self._state.geometry.capacity
+        if beyond < capacity:
+            self._chunks.zero(beyond, capacity - beyond)
+        self._chunks.sync()
+        self._free_is_zero = True
+
+    def _mark_clean(self) -> None:
+        """Give the clean mark back if every free chunk reads as zeros, durably."""
+        if self.marked_clean or not self._free_is_zero or self._state.datamap.freed():
+            return
+        self._chunks.sync()  # the zeroing of the last freed chunks
+        self._save_mark(True)
+
+    def _save_mark(self, clean: bool) -> None:
         change = Change()
-        change.settings.update(settings)
+        change.settings["clean"] = int(clean)
         self._meta.save(change)
         self._meta.sync()
+        self.marked_clean = clean
 
     @contextlib.contextmanager
     def control(self):

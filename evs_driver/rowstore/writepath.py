@@ -17,6 +17,7 @@ from evs_driver.rowstore.chunkstore import ChunkStore
 from evs_driver.rowstore.devicetable import Device
 from evs_driver.rowstore.readpath import ReadPath
 from evs_driver.rowstore.state import PoolState
+from evs_driver.rowstore.transaction import Transaction
 
 
 @dataclasses.dataclass(slots=True)
@@ -37,10 +38,13 @@ class Piece:
 class WritePath:
     """Writes to volumes."""
 
-    def __init__(self, state: PoolState, chunks: ChunkStore, reader: ReadPath):
+    def __init__(
+        self, state: PoolState, chunks: ChunkStore, reader: ReadPath, transaction: Transaction
+    ):
         self._state = state
         self._chunks = chunks
         self._reader = reader
+        self._transaction = transaction
 
     def write(self, device: Device, offset: int, view: memoryview) -> None:
         """Write ``view`` at ``offset`` of a volume (a non-empty range the caller checked)."""
@@ -132,6 +136,7 @@ class WritePath:
                     plan.append(Piece(vchunk, in_offset, data, entry - 1, entry, None, new_valid))
                     continue
                 valid = datamap.redirect_valid(entry, in_offset, len(data))
+                self._transaction.before_allocating()
                 plan.append(Piece(vchunk, in_offset, data, datamap.allocate(), entry, leaf, valid))
         except BaseException:
             self._release_new(plan)

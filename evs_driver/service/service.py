@@ -6,7 +6,8 @@ requests here instead. Starting, the service first takes the *gate* lock (new ``
 commands then wait for its socket instead of running embedded), then waits for the
 embedded commands already running (they share the instance lock) to finish. NBD writes and
 snapshots go through the same open pool object, whose snapshot takes the volume's write
-lock: the write barrier of rule 2.1.
+lock: the write barrier of rule 2.1. A scheduler thread takes the schedules' automatic
+snapshots by the service's clock.
 """
 
 import inspect
@@ -17,13 +18,14 @@ import threading
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from evs_driver import exception, fileio, operations
+from evs_driver import exception, fileio, operations, scheduling
 from evs_driver.locking import FileLock
 from evs_driver.manager import VolumeManager
 from evs_driver.operations import Context, Session
 from evs_driver.service.control import ControlServer
 from evs_driver.service.exporter import NBDExporter
 from evs_driver.service.protocol import PING, gate_path, lock_path, socket_path, state_path
+from evs_driver.service.scheduler import Scheduler
 
 LOG = logging.getLogger(__name__)
 START_WAIT = 2.0  # seconds a start waits for the gate: ``evs`` holds it for an instant
@@ -40,6 +42,7 @@ class VolumeService:
         self.manager = None
         self.exporter = None
         self.control = None
+        self.scheduler = None
         self._gate = FileLock(gate_path(conf), START_WAIT, "the evs-volume start gate")
         self._instance = FileLock(lock_path(conf), conf.lock_timeout, "running evs commands")
         try:
@@ -54,6 +57,8 @@ class VolumeService:
             os.chmod(run_dir, 0o700)  # also when an older version made it
             self.exporter = NBDExporter.from_conf(conf, os.path.join(run_dir, "nbd.sock"))
             self.manager = VolumeManager(conf, exporter=self.exporter)
+            self.manager.clock = scheduling.clock_from_env()
+            self.scheduler = Scheduler(self.manager, self.manager.clock)
             self._start_backends()
             self.manager.restore_attachments()  # block devices and targets of attached volumes
             self.control = ControlServer(socket_path(conf), self.handle)
@@ -72,6 +77,7 @@ class VolumeService:
     def start(self) -> None:
         """Take control requests from now on."""
         self.control.listen()
+        self.scheduler.start()
         LOG.info("evs-volume serves %s on %s", self.state_path, self.control.path)
 
     def close(self) -> None:
@@ -79,6 +85,8 @@ class VolumeService:
         try:
             if self.control is not None:
                 self.control.close()
+            if self.scheduler is not None:
+                self.scheduler.close()
             if self.manager is not None:
                 self._detach_all()
             if self.exporter is not None:

@@ -38,11 +38,13 @@ def test_a_volume_moves_to_another_host_with_its_snapshot(tmp_path):
 
     volume = _evs_json(a, "volume", "create", "--size", "1", "--name", "moving")
     snapshot = _evs_json(a, "snapshot", "create", "moving", "--name", "s1")
+    _evs_json(a, "schedule", "create", "moving", "--every", "1h", "--keep", "2")
     refused = one_line_error(_evs(a, "volume", "unmanage", "moving"))
     assert "unmanage them first" in refused
     assert _evs(a, "snapshot", "unmanage", "s1").returncode == 0
     assert _evs(a, "volume", "unmanage", "moving").returncode == 0
     assert _evs_json(a, "volume", "list") == []
+    assert _evs_json(a, "schedule", "list") == []  # a schedule goes with its volume
 
     offered = _evs_json(b, "volume", "manageable", "--backend", "from-a")
     assert [(e["reference"], e["size"], e["safe_to_manage"]) for e in offered] == [

@@ -1,11 +1,12 @@
 """The SQLite catalog: records round-trip, status moves are compare-and-set, errors roll back."""
 
 import contextlib
+import os
 import threading
 
 import pytest
 
-from evs_driver import catalog, exception
+from evs_driver import catalog, exception, sqlitelog
 
 
 def _volume(**fields) -> catalog.Volume:
@@ -125,3 +126,37 @@ def test_not_a_database_is_a_config_error(tmp_path):
     with pytest.raises(exception.ConfigError, match="state_path"):
         catalog.Catalog(str(path))
     assert path.read_bytes() == junk  # left as it was
+
+
+def test_a_transaction_syncs_the_log_once_when_it_changed_a_row(cat, monkeypatch):
+    syncs = []
+    real_sync = sqlitelog.LogSync.sync
+
+    def counted(log):
+        syncs.append(log)
+        real_sync(log)
+
+    monkeypatch.setattr(sqlitelog.LogSync, "sync", counted)
+    vol = _volume()
+    with cat.transaction() as txn:
+        txn.add(vol)
+    assert len(syncs) == 1
+    with cat.transaction() as txn:
+        txn.volume(vol.id)
+    with cat.reading() as txn:
+        txn.volume(vol.id)
+    assert len(syncs) == 1  # nothing changed: nothing to make durable
+
+
+def test_closing_keeps_the_log_and_the_next_open_reads_it(tmp_path):
+    path = str(tmp_path / "catalog.sqlite")
+    first = catalog.Catalog(path)
+    vol = _volume()
+    with first.transaction() as txn:
+        txn.add(vol)
+    first.close()
+    assert os.path.getsize(path + "-wal") > 0  # no checkpoint at close
+    again = catalog.Catalog(path, used_before=True)
+    with again.reading() as txn:
+        assert txn.volume(vol.id) == vol
+    again.close()

@@ -146,11 +146,13 @@ def test_stats_have_exactly_cinders_keys(driver):
         "multiattach",
         "online_extend_support",
         "total_volumes",
+        "consistent_group_snapshot_enabled",
     }
     assert stats["total_capacity_gb"] == 4.0
     assert stats["provisioned_capacity_gb"] == 2.0
     assert stats["total_volumes"] == 1
     assert stats["thin_provisioning_support"] is True
+    assert stats["consistent_group_snapshot_enabled"] is True  # the local engine's
     driver.create_volume(Vol("66666666-0000-0000-0000-000000000006", 1))
     assert driver.get_volume_stats()["total_volumes"] == 1  # cached until refresh
     assert driver.get_volume_stats(refresh=True)["total_volumes"] == 2

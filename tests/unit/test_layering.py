@@ -10,19 +10,19 @@ ROOT = pathlib.Path(evs_driver.__file__).parent
 #: Lowest first. Modules on one line are peers and do not import each other.
 LAYERS = [
     ("units", "exception"),
-    ("reports", "blockdev", "fileio", "faults", "rules", "imageio"),
-    ("filedev", "copying", "locking", "catalog"),
+    ("reports", "blockdev", "fileio", "faults", "rules", "imageio", "sqlitelog", "diffstream"),
+    ("filedev", "copying", "locking", "catalog", "scheduling"),
     ("dataio",),
     ("nbd",),
     ("conf",),
     ("rowstore", "attach"),
     ("backends",),
-    ("interface", "manageable"),
+    ("interface", "manageable", "groupdriver"),
     ("loader", "driver"),
     ("recovery",),
     ("manager",),
     ("operations",),
-    ("service",),
+    ("service", "cinder_errors"),
     ("cinder", "cmd"),
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}

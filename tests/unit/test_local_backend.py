@@ -45,7 +45,9 @@ def test_setup_uses_local_pool_path(tmp_path):
 
 
 def test_existing_pool_keeps_its_capacity(tmp_path):
-    _backend(tmp_path).setup()
+    first = _backend(tmp_path)
+    first.setup()
+    first.close()  # setup left the pool open for a first user that never came
     again = _backend(tmp_path, "[local]\nlocal_pool_capacity_gb = 1\n")
     again.setup()
     assert again.pool_stats().total_bytes == 4 * GiB

@@ -35,7 +35,9 @@ def attach_host():
 
 @pytest.fixture
 def services(attach_host, tmp_path):
-    """A fresh state path; whatever the test leaves attached is detached at the end."""
+    """A fresh state path; what the test leaves attached is detached and every volume deleted
+    at the end (the volume group is shared by the session: a later test's pool check of the
+    thin backend must not find this test's LVs)."""
     found = Services(str(tmp_path))
     yield found
     if found.child is not None and found.child.poll() is None:
@@ -47,6 +49,8 @@ def services(attach_host, tmp_path):
     for volume in manager.list_volumes():
         if volume.status == "in-use":
             manager.detach_volume(volume.id, {})
+    for volume in manager.list_volumes():
+        manager.delete_volume(volume.id, cascade=True)
     found.stop()
 
 

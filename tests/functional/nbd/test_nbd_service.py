@@ -176,8 +176,10 @@ def test_volume_and_snapshot_are_reachable_by_name(state):
         header, *rows = [
             line for line in evs(state, "export", "list").stdout.splitlines() if "|" in line
         ]
-        assert [cell.strip() for cell in header.split("|")][1:3] == ["export_name", "name"]
-        assert sorted(row.split("|")[2].strip() for row in rows) == ["s1", "v1"]
+        columns = [cell.strip() for cell in header.split("|")]
+        assert "export_name" in columns and "name" in columns  # the table shows both
+        names_shown = [row.split("|")[columns.index("name")].strip() for row in rows]
+        assert sorted(names_shown) == ["s1", "v1"]
         ok(state, "volume", "create", "--size", "1", "--name", "s1")  # now s1 names two
         ok(state, "snapshot", "unserve", "s1")
         result = evs(state, "snapshot", "serve", "s1")

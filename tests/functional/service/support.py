@@ -37,16 +37,17 @@ def answers(state) -> bool:
 class Service:
     """One ``evs-volume`` process on ``state`` with its log file."""
 
-    def __init__(self, state, log):
+    def __init__(self, state, log, **env):
         self.state = state
         self.log = log
+        self.env = env  # extra environment variables
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Service":
         """Start it and wait until it answers (a bound on a hang, not a timing check)."""
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen(
-                service_cmd("--debug"), env=env_for(self.state), stdout=log, stderr=log
+                service_cmd("--debug"), env=env_for(self.state, **self.env), stdout=log, stderr=log
             )
         deadline = time.monotonic() + TIMEOUT
         while not answers(self.state):

@@ -7,6 +7,8 @@ crash state must then show:
 - the devices as after the last operation that returned, or as after the one in flight;
 - in each unit, the tag it had at the last durable point (a flush, a collection or a
   control operation that returned) or one written after it (or by the operation in flight);
+- free chunks that read as zeros, unless the pool is marked as not closed cleanly (it then
+  zeroes them before it allocates one);
 - a clean check, and, once every device is deleted and collected, no space in use.
 """
 
@@ -20,7 +22,10 @@ CHUNK = 4096
 UNIT = 512
 UNITS = 64  # a new volume: 8 chunks
 CAPACITY_CHUNKS = 512
-DURABLE = {"flush", "collect", "create", "snapshot", "clone", "revert", "delete", "extend"}
+DURABLE = {
+    "flush", "collect", "create", "snapshot", "group_snapshot", "clone", "revert",
+    "group_revert", "delete", "extend",
+}  # fmt: skip
 
 
 def unit_bytes(unit: int, tag: int) -> bytes:
@@ -122,6 +127,30 @@ class Workload:
         self.origin[name] = volume
         return True
 
+    def _group_snapshot(self, volumes, index):
+        """Every volume (from ``index`` on, at most three) at one instant."""
+        members = sorted(volumes)[index % max(len(volumes), 1) :][:3]
+        if not members:
+            return False
+        names = [self._name("s") for _ in members]
+        self.pool.snapshot_all(list(zip(members, names, strict=True)))
+        for volume, name in zip(members, names, strict=True):
+            self.model[name] = list(self.model[volume])
+            self.origin[name] = volume
+        return True
+
+    def _group_revert(self, volumes, index):
+        """Each volume to its newest snapshot, in one transaction."""
+        newest = {v: s for s, v in sorted(self.origin.items(), key=lambda i: int(i[0][1:]))}
+        pairs = [(v, s) for v, s in sorted(newest.items()) if v in self.model and s in self.model]
+        if not pairs:
+            return False
+        self.pool.revert_all(pairs[index % len(pairs) :])
+        for volume, snapshot in pairs[index % len(pairs) :]:
+            size = len(self.model[volume])
+            self.model[volume] = self.model[snapshot] + [0] * (size - len(self.model[snapshot]))
+        return True
+
     def _clone(self, volumes, index, grow):
         source = self._pick(list(self.model), index)
         if source is None:
@@ -192,6 +221,8 @@ def verify(
     write_state(images, directory)
     names, tags, sizes = workload.expectations(k)
     with Pool.open(directory, background=False) as pool:
+        if pool._transaction.marked_clean:
+            _free_chunks_read_as_zeros(pool, os.path.join(directory, "data"), k)
         found = {d.name for d in pool.devices()}
         assert found in names, (k, found, names)
         for name in sorted(found):
@@ -213,3 +244,14 @@ def verify(
         usage = pool.usage()
         assert usage.used_bytes == 0 and pool.garbage_nodes == 0, (k, usage)
         assert pool.check().clean
+
+
+def _free_chunks_read_as_zeros(pool: Pool, data_path: str, k: int) -> None:
+    """Every chunk a new write could be given reads as zeros in the data file."""
+    datamap = pool._datamap
+    free = set(datamap.free_chunks()) | set(range(datamap.high_water, CAPACITY_CHUNKS))
+    with open(data_path, "rb") as file:
+        data = file.read()
+    for chunk in sorted(free):
+        content = data[chunk * CHUNK : (chunk + 1) * CHUNK]
+        assert content.count(0) == len(content), f"crash at {k}: free chunk {chunk} holds data"

@@ -1,11 +1,12 @@
 """Power cuts, simulated: every crash state of hypothesis-made workloads opens clean and intact.
 
-A workload (writes, partial writes that make overlays, discards, flushes, snapshots, clones,
-reverts, deletes, extends, collections) runs on a pool whose I/O seam records every write and
-sync; then crash states are built from the log (see ``crashstates``) and each is opened with
-the real engine and checked (see ``crashworkload.verify``). ``EVS_CRASH_STATES`` sets how many
-states the main test checks (default 2000); the planted-bug tests prove the checks fail when
-the engine breaks its crash rules.
+A workload (writes, partial writes that make overlays, discards, flushes, snapshots and group
+snapshots, clones, reverts and group reverts, deletes, extends, collections) runs on a pool
+whose I/O seam records every write and sync; then crash states are built from the log (see
+``crashstates``) and each is opened with the real engine and checked (see
+``crashworkload.verify``). ``EVS_CRASH_STATES`` sets how many states the main test checks
+(default 2000); the planted-bug tests prove the checks fail when the engine breaks its crash
+rules.
 """
 
 import os
@@ -21,6 +22,7 @@ from evs_driver.rowstore import metastore
 from evs_driver.rowstore.chunkstore import ChunkStore
 from evs_driver.rowstore.datamap import DataMap
 from evs_driver.rowstore.metastore import MetaStore
+from evs_driver.rowstore.transaction import Transaction
 from tests.unit.rowstore.crashworkload import Workload, verify
 
 STATES = int(os.environ.get("EVS_CRASH_STATES", "2000"))
@@ -49,6 +51,13 @@ OPERATIONS = st.one_of(
     st.tuples(st.just("create")),
 )
 WORKLOADS = st.lists(OPERATIONS, min_size=10, max_size=40).map(lambda ops: [("create",), *ops])
+_GROUP = st.one_of(
+    st.tuples(st.just("group_snapshot"), _index), st.tuples(st.just("group_revert"), _index)
+)
+GROUP_WORKLOADS = st.lists(st.one_of(OPERATIONS, _GROUP, _GROUP), min_size=10, max_size=40).map(
+    lambda ops: [("create",), ("create",), *ops]
+)
+GROUP_STATES = int(os.environ.get("EVS_CRASH_STATES", "2000")) // 4
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +94,7 @@ def check_crash_states(tmp_path, operations, states: int) -> int:
     return states
 
 
-def _run(tmp_path, total: int, shrink: bool = True) -> int:
+def _run(tmp_path, total: int, shrink: bool = True, workloads=WORKLOADS) -> int:
     checked = []
 
     @settings(
@@ -96,7 +105,7 @@ def _run(tmp_path, total: int, shrink: bool = True) -> int:
         phases=[Phase.generate, Phase.shrink] if shrink else [Phase.generate],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
-    @given(WORKLOADS)
+    @given(workloads)
     def run(operations):
         checked.append(check_crash_states(tmp_path, operations, STATES_PER_WORKLOAD))
 
@@ -108,6 +117,13 @@ def test_every_crash_state_keeps_what_was_acknowledged(tmp_path):
     checked = _run(tmp_path, STATES)
     print(f"{checked} crash states checked")
     assert checked >= STATES
+
+
+def test_group_snapshots_and_reverts_are_all_or_nothing_in_every_crash_state(tmp_path):
+    """A group snapshot or revert is one transaction: a crash state shows every member's
+    snapshot (or reverted content) or none (``verify`` allows only whole device sets)."""
+    checked = _run(tmp_path, GROUP_STATES, workloads=GROUP_WORKLOADS)
+    assert checked >= GROUP_STATES
 
 
 @pytest.fixture
@@ -138,7 +154,20 @@ def freed_chunks_reused_at_once(monkeypatch):
     monkeypatch.setattr(DataMap, "drop", drop_and_reuse)
 
 
-@pytest.mark.parametrize("bug", ["data_synced_after_the_metadata", "freed_chunks_reused_at_once"])
+@pytest.fixture
+def clean_mark_kept_while_allocating(monkeypatch):
+    """Planted bug: chunks are allocated and written while the pool is still marked clean."""
+    monkeypatch.setattr(Transaction, "before_allocating", lambda transaction: None)
+
+
+@pytest.mark.parametrize(
+    "bug",
+    [
+        "data_synced_after_the_metadata",
+        "freed_chunks_reused_at_once",
+        "clean_mark_kept_while_allocating",
+    ],
+)
 def test_the_crash_states_catch_a_planted_bug(tmp_path, request, bug):
     request.getfixturevalue(bug)
     with pytest.raises(AssertionError):

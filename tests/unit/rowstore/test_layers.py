@@ -29,6 +29,9 @@ LAYERS = [
     "writepath",
     "discard",
     "control",
+    "groups",
+    "diff",
+    "crossdevice",
     "accounting",
     "pool",
     "blockdevice",
@@ -67,6 +70,7 @@ def test_each_module_imports_only_layers_below_it_and_nothing_above_the_engine()
                     "evs_driver.exception",
                     "evs_driver.fileio",
                     "evs_driver.reports",
+                    "evs_driver.sqlitelog",
                 }, f"{module} imports {imported}"
 
 

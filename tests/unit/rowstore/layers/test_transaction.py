@@ -30,7 +30,7 @@ def layers(meta, tmp_path):
     datamap = DataMap(data, Overlays({}), CHUNK // 16)
     devices = DeviceTable([], 1)
     state = PoolState(Geometry(CHUNK, 2, 64), threading.RLock(), nodes, datamap, devices)
-    transaction = Transaction("p", state, meta, chunks)
+    transaction = Transaction("p", state, meta, chunks, clean=True)
     yield transaction, nodes, datamap, devices, chunks
     chunks.close()
 
@@ -80,3 +80,60 @@ def test_a_failed_control_operation_is_undone(layers):
     assert not transaction.pending()
     assert nodes.count(created[0]) == 0
     assert devices.add("w", VOLUME, CHUNK, 0, None, 0, 0.0).id == 2  # the id was not used up
+
+
+def _stored_clean(meta) -> int:
+    return int(meta.settings()["clean"])
+
+
+def test_a_commit_that_first_frees_chunks_takes_the_clean_mark_away_with_it(layers, meta):
+    transaction, _, datamap, _, _ = layers
+    chunk = datamap.allocate()
+    datamap.reference(chunk)
+    transaction.commit()
+    assert _stored_clean(meta) == 1  # a chunk allocated by hand: nothing asked for the mark
+    datamap.drop(chunk)
+    transaction.commit()
+    assert _stored_clean(meta) == 0 and not transaction.marked_clean
+
+
+def test_allocating_takes_the_clean_mark_away_once_and_closing_gives_it_back(layers, meta):
+    transaction, _, datamap, _, _ = layers
+    transaction.before_allocating()
+    assert _stored_clean(meta) == 0
+    transaction.before_allocating()  # already away: nothing more to store
+    chunk = datamap.allocate()
+    datamap.reference(chunk)
+    transaction.commit_locked(closing=True)
+    assert _stored_clean(meta) == 1 and transaction.marked_clean
+
+
+def test_closing_keeps_the_mark_away_while_freed_chunks_are_not_zeroed(layers, meta, monkeypatch):
+    transaction, _, datamap, _, chunks = layers
+    transaction.before_allocating()
+    chunk = datamap.allocate()
+    datamap.reference(chunk)
+    transaction.commit()
+    datamap.drop(chunk)
+
+    def full(chunk_numbers):
+        raise exception.FileSystemFull(pool="p", detail="no space to zero")
+
+    monkeypatch.setattr(chunks, "zero_chunks", full)
+    transaction.commit_locked(closing=True)
+    assert _stored_clean(meta) == 0  # the freed chunk may still hold its data
+
+
+def test_an_unclean_pool_zeroes_its_free_chunks_before_the_first_allocation(layers):
+    transaction, nodes, datamap, devices, chunks = layers
+    stale = datamap.allocate()
+    datamap.unreserve(stale)
+    transaction.commit()
+    chunks.write(stale * CHUNK, b"left by a crash")
+    unclean = Transaction("p", transaction._state, transaction._meta, chunks, clean=False)
+    view = memoryview(bytearray(15))
+    chunks.readinto(stale * CHUNK, view)
+    assert bytes(view) == b"left by a crash"  # opening alone zeroes nothing
+    unclean.before_allocating()
+    chunks.readinto(stale * CHUNK, view)
+    assert bytes(view) == bytes(15)
