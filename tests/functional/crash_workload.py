@@ -13,22 +13,29 @@ BLOCKS = 96
 VOLUME_SIZE = BLOCKS * CHUNK
 
 
-def operations(seed: int, count: int):
-    """Yield (kind, argument) tuples; writes carry (block, tag)."""
+def operations(
+    seed: int, count: int, fua_share: float = 0.0, reverts: bool = True, first_tag: int = 0
+):
+    """Yield (kind, argument) tuples; writes ("write", or "fua" with FUA) carry (block, tag).
+
+    ``fua_share``: the part of the writes sent with FUA; ``reverts``: whether to revert;
+    ``first_tag``: the tag of operation 0 (runs that share a volume keep their tags apart).
+    """
     rng = random.Random(seed)
     snapshots: list[str] = []
     serial = 0
     for index in range(count):
         roll = rng.random()
         if roll < 0.70:
-            yield "write", (rng.randrange(BLOCKS), index)
+            fua = fua_share and rng.random() < fua_share
+            yield "fua" if fua else "write", (rng.randrange(BLOCKS), first_tag + index)
         elif roll < 0.80:
             yield "flush", None
         elif roll < 0.88:
             serial += 1
             snapshots.append(f"s{seed}-{serial}")
             yield "snapshot", snapshots[-1]
-        elif roll < 0.94 and snapshots:
+        elif roll < 0.94 and snapshots and reverts:
             yield "revert", rng.choice(snapshots)
         elif snapshots and len(snapshots) > 3:
             yield "delete", snapshots.pop(0)

@@ -21,80 +21,16 @@ import time
 import pytest
 
 from evs_driver.rowstore import Pool
+from tests.functional import crash_model
 from tests.functional import crash_workload as workload
 
 KILLS = int(os.environ.get("EVS_CRASH_KILLS", "200"))
 OPERATIONS = 1_000_000  # more than a child finishes before it is killed
 
 
-class _Replay:
-    """What the volume and snapshots must hold, derived from the acknowledged operations."""
-
-    def __init__(self, seed, acked: int, start_blocks, start_snapshots):
-        self.ops = list(itertools.islice(workload.operations(seed, OPERATIONS), acked + 2))
-        self.blocks = list(start_blocks)  # content at the last durable point
-        self.snapshots = dict(start_snapshots)
-        self.later: list[set] = [set() for _ in range(workload.BLOCKS)]
-        current = list(start_blocks)
-        for kind, argument in self.ops[: acked + 1]:
-            current = self._apply(kind, argument, current)
-        self.current = current
-        self.in_flight = self.ops[acked + 1] if acked + 1 < len(self.ops) else (None, None)
-        if self.in_flight[0] == "write":
-            block, tag = self.in_flight[1]
-            self.later[block].add(workload.record(block, tag))
-
-    def _apply(self, kind, argument, current):
-        if kind == "write":
-            block, tag = argument
-            current[block] = workload.record(block, tag)
-            self.later[block].add(current[block])
-        elif kind == "discard":
-            current[argument] = bytes(workload.CHUNK)
-            self.later[argument].add(current[argument])
-        else:
-            if kind == "snapshot":
-                self.snapshots[argument] = list(current)
-            elif kind == "revert":
-                current = list(self.snapshots[argument])
-            elif kind == "delete":
-                del self.snapshots[argument]
-            self._durable(current)
-        if kind == "flush":
-            self._durable(current)
-        return current
-
-    def _durable(self, current):
-        self.blocks = list(current)
-        self.later = [set() for _ in range(workload.BLOCKS)]
-
-
 def _read_blocks(pool, name):
     data = pool.read(name, 0, workload.VOLUME_SIZE)
     return [data[n * workload.CHUNK : (n + 1) * workload.CHUNK] for n in range(workload.BLOCKS)]
-
-
-def _verify(pool, replay: _Replay):
-    kind, argument = replay.in_flight
-    expected = set(replay.snapshots) | {"v"}
-    names = {d.name for d in pool.devices()}
-    if kind == "snapshot" and argument in names:
-        expected.add(argument)
-        replay.snapshots[argument] = list(replay.current)
-    if kind == "delete" and argument not in names:
-        expected.discard(argument)
-        del replay.snapshots[argument]
-    assert names == expected
-    for name in names - {"v"}:
-        assert _read_blocks(pool, name) == replay.snapshots[name], name
-    actual = _read_blocks(pool, "v")
-    if kind == "revert" and actual == replay.snapshots[argument]:
-        return
-    for block, data in enumerate(actual):
-        assert data == replay.blocks[block] or data in replay.later[block], (
-            f"block {block} lost a durable write: has {data[:24]!r}, "
-            f"durable {replay.blocks[block][:24]!r}"
-        )
 
 
 @pytest.mark.slow
@@ -130,9 +66,11 @@ def test_kill_9_loses_nothing_durable_and_leaks_nothing(tmp_path):
         assert child.returncode == -signal.SIGKILL, errors.decode()[-2000:]
         acks = [int(line.split()[1]) for line in output.decode().splitlines() if line]
         acked = acks[-1] if acks else -1
-        replay = _Replay(seed, acked, blocks, snapshots)
+        ops = list(itertools.islice(workload.operations(seed, OPERATIONS), acked + 2))
+        replay = crash_model.Replay(ops, acked, blocks, snapshots)
         with Pool.open(path, background=False) as pool:
-            _verify(pool, replay)
+            names = {d.name for d in pool.devices()}
+            replay.verify(names, lambda name: _read_blocks(pool, name))
             report = pool.check()
             assert report.clean, (kill, report.problems)
             for name in [d.name for d in pool.devices() if d.name != "v"][:-3]:

@@ -32,6 +32,8 @@ PACKAGES = (
     "python3-rtslib-fb",
     "udev",
     "fio",
+    # powercut: the pool lives on ext4 over a virtio disk
+    "e2fsprogs",
     # os-brick runs these (Debian's "essential" set, which apt does not pull in by itself)
     "coreutils",
     "diffutils",
@@ -50,6 +52,7 @@ MODULES = (
     "dm_thin_pool",
     "dm_snapshot",  # lvcreate -s checks for the snapshot target even for thin snapshots
     "loop",
+    "ext4",  # powercut
     # attach: kernel NBD client, LIO iSCSI target and initiator, nvmet NVMe/TCP target and host
     "nbd",
     "configfs",
