@@ -259,6 +259,10 @@ class AttachFailed(EVSError):
     message = "Attach failed: %(reason)s"
 
 
+class DetachFailed(EVSError):
+    message = "Detach failed: %(reason)s"
+
+
 class BackendTimeout(BackendUnavailable):
     message = (
         "Backend %(backend)s: %(action)s timed out after %(timeout)d s: %(reason)s. Nothing was "

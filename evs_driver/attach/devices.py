@@ -6,7 +6,7 @@ finds again (after a restart), reconnects and removes those ``/dev/nbdN`` device
 serves both the standalone targets and Cinder's target drivers.
 """
 
-import os
+import subprocess
 
 from oslo_log import log as logging
 
@@ -72,14 +72,28 @@ class VolumeDevices:
         if found is not None:
             index, connected = found
             if connected:
-                fd = os.open(nbdkernel.device_path(index), os.O_RDONLY)
-                try:
-                    os.fsync(fd)  # a FLUSH: what the initiators wrote is durable first
-                finally:
-                    os.close(fd)
+                self._flush(volume_id, nbdkernel.device_path(index))
             self.kernel.disconnect(index)
             LOG.info("Disconnected /dev/nbd%d from %s", index, volume_id)
         self.exporter.unexport(volume_id)
+
+    def _flush(self, volume_id: str, path: str) -> None:
+        """A FLUSH through the device, so what the initiators wrote is durable before release.
+
+        Done by a child process (coreutils ``sync FILE`` is an fsync): under Cinder's eventlet
+        the NBD server that must answer the FLUSH runs in this process, and an fsync here
+        would block it, and so itself, until the kernel gives up.
+        """
+        timeout = self.kernel.io_timeout + self.kernel.dead_connection_timeout
+        try:
+            subprocess.run(["sync", path], check=True, capture_output=True, timeout=timeout)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+            detail = getattr(exc, "stderr", None) or str(exc)
+            if isinstance(detail, bytes):
+                detail = detail.decode(errors="replace").strip()
+            raise exception.DetachFailed(
+                reason=f"flushing {path} of volume {volume_id} before its release: {detail}"
+            ) from exc
 
     def listing(self) -> list[dict]:
         """Our kernel NBD devices, for ``evs export list``."""
