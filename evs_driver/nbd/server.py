@@ -273,8 +273,13 @@ class _Connection:
     def close(self) -> None:
         """End the connection from another thread (its own thread cleans up)."""
         try:
-            # The plain socket's shutdown, also under TLS: the TLS object is not thread-safe.
-            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+            try:
+                # The plain socket's shutdown, also under TLS: the TLS object is not thread-safe.
+                socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+            except (AttributeError, TypeError):
+                # eventlet's green socket (under Cinder) has no such method on its class; its
+                # own delegates to the real socket, and its "threads" never run at once.
+                self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 
