@@ -23,7 +23,7 @@ import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import build
 
@@ -98,7 +98,9 @@ def write_job(run_dir: str, command: list[str], sites: list[str], disks: list[st
         "export EVS_LVM_GUEST=1 EVS_LVM_RESULTS=/mnt/run/results",
         f"export EVS_LVM_DISKS={','.join(disks)}",
         "$bb mkdir -p /mnt/run/results",
-        shlex.join(command),
+        "cd /mnt/repo",
+        # exec: no shell is left holding the share, so a job may unmount it (power cuts do).
+        "exec " + shlex.join(command),
     ]
     with open(os.path.join(run_dir, "job.sh"), "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -112,10 +114,12 @@ def qemu_command(
     accel: str,
     mem: int,
     cache: str = "unsafe",
+    extra: Sequence[str] = (),
 ) -> list[str]:
     """The QEMU command line that boots the guest with its shares and disks.
 
     ``cache``: QEMU's cache mode of the disks; scratch disks ignore the guest's flushes.
+    ``extra``: more QEMU arguments (a QMP socket, ``-incoming``).
     """
     cmd = [QEMU, "-accel", accel, "-cpu", "host" if accel == "kvm" else "max"]
     cmd += ["-m", str(mem), "-smp", "1", "-nodefaults", "-no-user-config", "-no-reboot"]
@@ -130,7 +134,7 @@ def qemu_command(
         cmd += ["-virtfs", virtfs + (",readonly=on" if read_only else "")]
     for disk in disks:
         cmd += ["-drive", f"file={disk},format=raw,if=virtio,cache={cache}"]
-    return cmd
+    return cmd + list(extra)
 
 
 def boot(
@@ -139,16 +143,26 @@ def boot(
     log_path: str,
     echo: bool = True,
     cut: Callable[[], bool] | None = None,
+    console_input: bytes = b"",
+    watch: Callable[[bytes], None] | None = None,
 ) -> bool:
     """Run QEMU, stream its console to stdout and ``log_path``; False when it timed out.
 
     ``cut``: polled about every 50 ms; once it returns True, QEMU is SIGKILLed (a power cut).
+    ``console_input``: typed on the guest's serial console. ``watch``: sees each piece of
+    console output as it comes.
     """
     deadline = time.monotonic() + timeout
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            cmd,
+            stdin=subprocess.PIPE if console_input else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
+        if console_input:
+            proc.stdin.write(console_input)  # kept open: an EOF would end the console's input
+            proc.stdin.flush()
         fd = proc.stdout.fileno()
         while True:
             remaining = deadline - time.monotonic()
@@ -166,6 +180,8 @@ def boot(
             if not chunk:
                 break
             log.write(chunk)
+            if watch is not None:
+                watch(chunk)
             if echo:
                 sys.stdout.buffer.write(chunk.replace(b"\r\n", b"\n"))
                 sys.stdout.flush()

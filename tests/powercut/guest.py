@@ -12,6 +12,7 @@ of a boot leaves the next boot knowing what must be there.
 """
 
 import argparse
+import importlib
 import itertools
 import json
 import os
@@ -30,6 +31,7 @@ from tests.functional import crash_model
 from tests.functional import crash_workload as workload
 from tests.functional.nbd import nbd_wire
 from tests.lvm_guest import guestenv
+from tests.powercut import resume
 
 RUN = "/mnt/run"
 STATE_FILE = os.path.join(RUN, "powercut.json")
@@ -253,7 +255,12 @@ def work(round_no: int, seed: int, client: ServiceClient, volume: Volume) -> Non
 
 def run_round(args: argparse.Namespace, first: bool, service_gone: threading.Event) -> int:
     """Check what the last cut left; then work until cut, or (``--last``) stop."""
-    report = {"round": args.round, "python_up_at_s": args.python_up_at}
+    # Resumed rounds must draw random ids of their own: the host checks these differ.
+    report = {
+        "round": args.round,
+        "python_up_at_s": args.python_up_at,
+        "random": os.urandom(8).hex(),
+    }
     started = time.monotonic()
     try:
         client = connect(service_gone)
@@ -298,16 +305,25 @@ def plant_unsynced_data() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """One boot: mount, run ``evs-volume`` (its real entry point, in this process's main
+    """One round: mount, run ``evs-volume`` (its real entry point, in this process's main
     thread: one Python start-up less under TCG) and the round beside it."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--round", type=int, required=True)
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--round", type=int)
+    parser.add_argument("--seed", type=int)
     parser.add_argument("--last", action="store_true", help="check, and stop")
     parser.add_argument("--plant-bug", action="store_true", help="never sync the data file")
+    parser.add_argument(
+        "--resume", action="store_true", help="become the saved image; the round comes later"
+    )
     args = parser.parse_args(argv)
     if args.plant_bug:
         plant_unsynced_data()
+    if args.resume:
+        # What evs-volume imports on its way up, imported before the image is saved.
+        importlib.import_module("evs_driver.backends.local")
+        args = parser.parse_args(resume.wait_for_round(guestenv.disks()[0]), args)
+    if args.round is None or args.seed is None:
+        parser.error("--round and --seed are needed (or --resume, to get them later)")
     args.python_up_at = _uptime()  # the guest's uptime once Python has imported everything
     first = not os.path.exists(STATE_FILE)
     mount(guestenv.disks()[0], first)
