@@ -191,6 +191,14 @@ class ConcurrentOperation(InvalidOperation):
     code = errno.EBUSY
 
 
+class InGroupSnapshot(InvalidOperation):
+    message = (
+        "Snapshot %(name)s is part of group snapshot %(group_snapshot)s: delete the group "
+        "snapshot instead (evs group snapshot-delete %(group_snapshot)s)."
+    )
+    code = errno.EBUSY
+
+
 class NBDProtocolError(EVSError):
     message = "NBD client broke the protocol: %(reason)s"
     code = errno.EPROTO

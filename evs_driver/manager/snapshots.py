@@ -93,6 +93,10 @@ class SnapshotOperations(ManagerBase):
                 return
             self._require_enabled(snapshot.backend)
             rules.expect_status("Snapshot", snapshot, rules.DELETE_SNAPSHOT, "deleting")
+            if snapshot.group_snapshot_id:  # the group's instant stays whole, as in Cinder
+                raise exception.InGroupSnapshot(
+                    name=snapshot.id, group_snapshot=snapshot.group_snapshot_id
+                )
             self._refuse_served(snapshot)
             if txn.volumes(source_snapshot_id=snapshot.id, status="creating"):
                 raise exception.ConcurrentOperation(

@@ -57,6 +57,10 @@ def test_group_snapshot_revert_clone_and_delete(tmp_path):
     assert "already in group" in line
     line = one_line_error(evs(state, "group", "delete", "g"))
     assert "group snapshot" in line
+    member = evs_json(state, "snapshot", "list")[0]["id"]  # the group's instant stays whole
+    line = one_line_error(evs(state, "snapshot", "delete", member))
+    assert f"part of group snapshot {taken['id']}" in line
+    assert len(evs_json(state, "snapshot", "list")) == 2
     evs_json(state, "group", "update", "g", "--remove-volume", "b")
     assert len(evs_json(state, "group", "show", "g")["volumes"]) == 1
 
