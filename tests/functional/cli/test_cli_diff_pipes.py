@@ -2,6 +2,8 @@
 between two real ``evs`` processes on two state directories (two "hosts"), as over ssh."""
 
 import json
+import os
+import pty
 import shutil
 import subprocess
 import tempfile
@@ -153,6 +155,20 @@ def test_dash_is_refused_where_it_cannot_be_a_stream(tmp_path, hosts):
     assert "only a diff stream" in line
     line = one_line_error(evs(a, "volume", "export", "v", "-"))
     assert "only a diff stream" in line
+    main, terminal = pty.openpty()  # import-diff V - typed at a prompt, nothing piped in
+    try:
+        result = subprocess.run(
+            evs_cmd("volume", "import-diff", "v", "-"),
+            env=env_for(a),
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+    finally:
+        os.close(terminal)
+        os.close(main)
+    assert "standard input is a terminal" in one_line_error(result)
 
 
 def test_through_a_service_on_each_host(tmp_path):
