@@ -1,7 +1,8 @@
 """Run ``EVSDriver`` inside OpenStack Cinder (``pip install 'evs_driver[cinder]'``).
 
 Operators set ``volume_driver = evs_driver.cinder.EVSCinderDriver`` in a backend section of
-cinder.conf. Only this module and its error translation (``cinder_errors``) import Cinder.
+cinder.conf. Only this module and its helpers (``cinder_errors``, the group calls in
+``cinder_groups``) import Cinder.
 It hands Cinder's volume and snapshot objects to ``EVSDriver`` unchanged (they have the
 attributes the core reads), turns ``EVSError`` into Cinder's exceptions so the manager sets
 the right statuses, and reports statistics in the form Cinder's scheduler expects. Volumes
@@ -27,6 +28,7 @@ from oslo_config import cfg
 from evs_driver import dataio, exception
 from evs_driver.attach.devices import VolumeDevices
 from evs_driver.cinder_errors import cinder_errors, manage_errors, translated
+from evs_driver.cinder_groups import CinderGroups
 from evs_driver.conf.common import DEFAULT_OPTS
 from evs_driver.conf.opts import backend_opts
 from evs_driver.driver import EVSDriver
@@ -49,6 +51,7 @@ POOL_KEYS = (
     "multiattach",
     "online_extend_support",
     "total_volumes",
+    "consistent_group_snapshot_enabled",
 )
 
 
@@ -71,7 +74,7 @@ class CinderBackendConf:
 
 
 @interface.volumedriver
-class EVSCinderDriver(cinder_driver.VolumeDriver):
+class EVSCinderDriver(CinderGroups, cinder_driver.VolumeDriver):
     """Cinder volume driver with redirect-on-write snapshots, backed by ``EVSDriver``."""
 
     VERSION = EVSDriver.VERSION

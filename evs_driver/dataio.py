@@ -3,6 +3,7 @@ zero blocks are skipped, not written, so sparse images stay thin."""
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Iterator
 
 from evs_driver import exception
@@ -50,6 +51,16 @@ def whole_file(path: str) -> Iterator[tuple[int, str]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)
         raise
+
+
+def is_stream(path: str) -> bool:
+    """True when ``path`` is an existing pipe or character device: written in place, in
+    order, never replaced by a file (``evs snapshot export S - --from S1 | ssh ...``)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
 def export_file(device, path: str, progress: Progress | None = None) -> int:

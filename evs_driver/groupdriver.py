@@ -8,7 +8,12 @@ group from a source one ``clone_all``. Return values follow Cinder's (model upda
 sizes of volumes are GiB.
 """
 
-GiB = 1024**3
+from oslo_log import log as logging
+
+from evs_driver import exception
+from evs_driver.units import GiB
+
+LOG = logging.getLogger(__name__)
 
 
 class GroupDriver:
@@ -25,10 +30,20 @@ class GroupDriver:
         return None, None, None
 
     def delete_group(self, context, group, volumes) -> tuple[dict, list[dict]]:
-        """Delete the group's ``volumes`` (Cinder deletes a group with its volumes)."""
+        """Delete the group's ``volumes`` (Cinder deletes a group with its volumes); each
+        keeps its own status, so a volume that failed is not reported gone, nor the rest
+        reported failed."""
+        updates = []
         for volume in volumes:
-            self.backend.delete_volume(volume.id)
-        return {"status": "deleted"}, [{"id": v.id, "status": "deleted"} for v in volumes]
+            try:
+                self.backend.delete_volume(volume.id)
+            except exception.EVSError as exc:
+                LOG.error("Group %s: could not delete volume %s: %s", group.id, volume.id, exc)
+                updates.append({"id": volume.id, "status": "error_deleting"})
+            else:
+                updates.append({"id": volume.id, "status": "deleted"})
+        failed = any(update["status"] != "deleted" for update in updates)
+        return {"status": "error_deleting" if failed else "deleted"}, updates
 
     def create_group_snapshot(self, context, group_snapshot, snapshots):
         """Snapshot every member at one instant: one transaction, all write locks held."""
@@ -55,11 +70,15 @@ class GroupDriver:
         at one instant."""
         sources = snapshots if group_snapshot is not None else source_vols
         if not sources or len(sources) != len(volumes):
-            raise ValueError("create_group_from_src needs one source for each new volume")
+            raise exception.InvalidInput(
+                reason=f"group {group.id}: give one source for each of its {len(volumes)} volumes"
+            )
         self.backend.clone_all(
             [(src.id, vol.id, vol.size * GiB) for src, vol in zip(sources, volumes, strict=True)]
         )
-        return {"status": "available"}, [{"id": v.id, "status": "available"} for v in volumes]
+        return {"status": "available"}, [
+            {"id": v.id, "status": "available", **self._location(v.id)} for v in volumes
+        ]
 
     def revert_group_to_snapshot(self, context, pairs) -> None:
         """Revert each ``(volume, snapshot)`` pair (a group snapshot's), all or none."""

@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "serve" and not service_running(conf):
             return _serve_in_foreground(args, conf)
         client = make_client(conf)
-        return run(args, client, sys.stdout)
+        # A stream on standard output (FILE -) leaves only stderr for the summary.
+        streaming = getattr(args, "file", None) == "-" and args.verb == "export"
+        return run(args, client, sys.stderr if streaming else sys.stdout)
     except exception.EVSError as exc:
         print(f"evs: error: {exc.msg}", file=sys.stderr)
         return 1

@@ -9,7 +9,11 @@ stream (no ``from``) goes onto a volume that reads as zeros. A stream that fails
 (a bad checksum, a cut) is undone: the volume goes back to its base.
 """
 
+import contextlib
 import os
+import re
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from oslo_log import log as logging
 
@@ -20,6 +24,7 @@ from evs_driver.manager.snapshots import check_snapshot_limit, new_snapshot
 from evs_driver.units import GiB
 
 LOG = logging.getLogger(__name__)
+STDIO_PATH = re.compile(r"/proc/\d+/fd/([01])")  # how `evs` passes - (see operations)
 DIFF_OF = "evs:diff_of"  # metadata of a snapshot an import made: the id of the one it copies
 
 
@@ -63,18 +68,16 @@ class DiffOperations(ManagerBase):
                 "from": _described(old),
                 "to": _described(new),
             }
-            with dataio.whole_file(path) as (fd, _partial), os.fdopen(fd, "wb") as out:
-                with driver.open_device(new, False) as device:
-                    writer = diffstream.StreamWriter(out, header)
-                    for offset, length, kind in driver.changed_extents(old, new):
-                        if kind == "zero":
-                            writer.zero(offset, length)
-                        else:
-                            for start in range(offset, offset + length, diffstream.MAX_DATA):
-                                piece = min(diffstream.MAX_DATA, offset + length - start)
-                                writer.data(start, device.read(start, piece))
-                    writer.finish()
-                os.fsync(out.fileno())
+            with _stream_out(path) as out, driver.open_device(new, False) as device:
+                writer = diffstream.StreamWriter(out, header)
+                for offset, length, kind in driver.changed_extents(old, new):
+                    if kind == "zero":
+                        writer.zero(offset, length)
+                    else:
+                        for start in range(offset, offset + length, diffstream.MAX_DATA):
+                            piece = min(diffstream.MAX_DATA, offset + length - start)
+                            writer.data(start, device.read(start, piece))
+                writer.finish()
         LOG.info("Wrote the diff of snapshot %s from %s to %s", new.id, header["from"], path)
         return {"records": writer.records, "data_bytes": writer.data_bytes, **header}
 
@@ -86,7 +89,7 @@ class DiffOperations(ManagerBase):
         except OSError as exc:
             raise exception.InvalidInput(reason=f"cannot read {path}: {exc.strerror}") from exc
         with source:
-            stream = diffstream.StreamReader(source, path)
+            stream = diffstream.StreamReader(source, _named(path))
             header = stream.header
             volume = self.get_volume(ref)
             self._require_enabled(volume.backend)
@@ -199,6 +202,33 @@ class DiffOperations(ManagerBase):
                     device.flush()
             raise
         return written
+
+
+@contextlib.contextmanager
+def _stream_out(path: str) -> Iterator[BinaryIO]:
+    """Where a stream goes: a pipe written in place, or a file that appears only whole
+    (owner-only, synced)."""
+    if not dataio.is_stream(path):
+        with dataio.whole_file(path) as (fd, _partial), os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        return
+    try:
+        with open(path, "wb") as out:
+            yield out
+    except BrokenPipeError:
+        raise exception.InvalidInput(
+            reason=f"the reader of {_named(path)} went away before the stream's end"
+        ) from None
+
+
+def _named(path: str) -> str:
+    """A path as errors name it: ``-`` (our ``/proc/PID/fd/0|1``) as the stream it is."""
+    match = STDIO_PATH.fullmatch(path)
+    if match is None:
+        return path
+    return "standard input" if match[1] == "0" else "standard output"
 
 
 def _described(snapshot: cat.Snapshot | None) -> dict | None:

@@ -10,10 +10,11 @@ parser imports this module.
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from evs_driver import exception
+from evs_driver import dataio, exception
 from evs_driver.operations.arguments import image_format
 from evs_driver.operations.context import Context
 from evs_driver.operations.table import Arg, operation, with_client
@@ -22,6 +23,8 @@ from evs_driver.units import GiB
 if TYPE_CHECKING:
     from evs_driver import imageio
 
+STDIO = "-"  # FILE of a diff stream on a pipe
+STDIN, STDOUT = 0, 1
 FORCE = Arg(
     "force", ("--force",), action="store_true", default=False, help="Overwrite FILE if it exists."
 )
@@ -62,7 +65,7 @@ def volume_export(
     "Write a snapshot to an image file.",
     args=(
         Arg("snapshot", help="Snapshot id or name."),
-        Arg("file"),
+        Arg("file", help="The image file; - writes a diff stream to standard output."),
         image_format(),
         FORCE,
         Arg(
@@ -92,10 +95,12 @@ def snapshot_export(
     stream: bool = False,
 ) -> dict:
     """Write an available snapshot to a raw image, or a diff stream (``--from``)."""
-    _refuse_existing(file, force)
     if base or stream:
         _refuse_format(image_format)
+        if not dataio.is_stream(file):  # a pipe is written, not replaced
+            _refuse_existing(file, force)
         return ctx.manager.export_diff(snapshot, file, base)
+    _refuse_existing(file, force)
     written = ctx.manager.export("snapshot", snapshot, file, ctx.progress)
     return {"snapshot": ctx.manager.get_snapshot(snapshot).id, "file": file, "data_bytes": written}
 
@@ -129,9 +134,10 @@ def _export_snapshot(
     client, snapshot: str, file: str, image_format="raw", force=False, base=None, stream=False
 ):
     if base or stream:  # written where the manager is, like a raw image
-        _refuse_existing(file, force)
         _refuse_format(image_format)
-        path = os.path.abspath(file)
+        path = stdio_path(file, STDOUT)
+        if file != STDIO:
+            _refuse_existing(path, force)
         return client.call("snapshot_export", snapshot, path, force=force, base=base, stream=True)
     return _export(client, "snapshot", snapshot, file, image_format, force)
 
@@ -139,6 +145,10 @@ def _export_snapshot(
 def _export(client, kind: str, ref: str, file: str, image_format: str, force: bool) -> dict:
     from evs_driver import imageio
 
+    if file == STDIO:
+        raise exception.InvalidInput(
+            reason="only a diff stream (--from or --diff-stream) goes to standard output (-)"
+        )
     _refuse_existing(file, force)
     if not imageio.available() or (image_format == "raw" and client.embedded):
         if image_format != "raw":
@@ -177,6 +187,25 @@ def _probe(path: str, raw_natively: bool) -> "imageio.ImageInfo | None":
         return None  # the raw copy reports a missing or unreadable file itself
     info = imageio.inspect(path)
     return None if raw_natively and info.format == "raw" else info
+
+
+def stdio_path(file: str, fd: int) -> str:
+    """``file`` as an absolute path; ``-`` as this process's descriptor ``fd`` under /proc,
+    which the manager opens wherever it runs (the service runs as the same user)."""
+    if file != STDIO:
+        return os.path.abspath(file)
+    name = "standard input" if fd == STDIN else "standard output"
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        raise exception.InvalidInput(reason=f"{name} is closed") from None
+    if os.isatty(fd):
+        raise exception.InvalidInput(reason=f"{name} is a terminal; redirect it or name a FILE")
+    if fd == STDOUT and not dataio.is_stream(f"/dev/fd/{fd}"):
+        raise exception.InvalidInput(
+            reason=f"{name} is not a pipe (mode {stat.filemode(mode)}); name the FILE instead of -"
+        )
+    return f"/proc/{os.getpid()}/fd/{fd}"
 
 
 def _refuse_existing(path: str, force: bool) -> None:

@@ -1,9 +1,8 @@
 """Changed-block diffs (``evs snapshot diff``, ``evs volume import-diff``); the stream is
 written by ``evs snapshot export --from`` (see ``copies``)."""
 
-import os
-
 from evs_driver.operations.context import Context
+from evs_driver.operations.copies import STDIN, stdio_path
 from evs_driver.operations.table import Arg, operation, with_client
 
 
@@ -30,7 +29,10 @@ def snapshot_diff(ctx: Context, snapshot: str, base: str | None = None) -> dict:
     "volume",
     "import-diff",
     "Apply a diff stream (from `evs snapshot export --from`) to a volume, then snapshot it.",
-    args=(Arg("volume", help="Volume id or name."), Arg("file")),
+    args=(
+        Arg("volume", help="Volume id or name."),
+        Arg("file", help="The stream's file, or - to read it from standard input."),
+    ),
 )
 def volume_import_diff(ctx: Context, volume: str, file: str) -> dict:
     """Apply a stream whose base the volume holds; refuse any other, changing nothing."""
@@ -39,4 +41,4 @@ def volume_import_diff(ctx: Context, volume: str, file: str) -> dict:
 
 @with_client("volume_import_diff")
 def _import_diff(client, volume: str, file: str) -> dict:
-    return client.call("volume_import_diff", volume, os.path.abspath(file))
+    return client.call("volume_import_diff", volume, stdio_path(file, STDIN))

@@ -23,6 +23,7 @@ LAYERS = [
     ("manager",),
     ("operations",),
     ("service", "cinder_errors"),
+    ("cinder_groups",),
     ("cinder", "cmd"),
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}

@@ -120,3 +120,19 @@ def hold_status(m: VolumeManager, kind: str, ref: str, status: str) -> None:
         record = m._find(txn, kind, ref)
         task = {"op": "test", "owner": m.owner.token}
         txn.move_status(record, status, expect=(record.status,), task=task)
+
+
+def sparse_image(path, size: int, extents: dict[int, bytes]) -> None:
+    """A sparse raw image of ``size`` bytes holding ``extents`` ``{offset: bytes}``."""
+    with open(path, "wb") as image:
+        image.truncate(size)
+        for offset, data in extents.items():
+            image.seek(offset)
+            image.write(data)
+
+
+def exported(state_path, kind: str, ref: str, path) -> bytes:
+    """The bytes of a volume or snapshot, through ``evs ... export`` to a raw ``path``."""
+    evs_json(state_path, kind, "export", ref, path, "--force")
+    with open(path, "rb") as image:
+        return image.read()

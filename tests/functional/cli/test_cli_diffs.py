@@ -8,25 +8,10 @@ import tempfile
 
 import pytest
 
-from tests.functional.cli.support import evs, evs_json, one_line_error
+from tests.functional.cli.support import evs, evs_json, exported, one_line_error, sparse_image
 
 MiB = 1024**2
 GiB = 1024 * MiB
-
-
-def _image(path, extents):
-    """A sparse 1 GiB raw image holding ``extents`` ``{offset: bytes}``."""
-    with open(path, "wb") as image:
-        image.truncate(GiB)
-        for offset, data in extents.items():
-            image.seek(offset)
-            image.write(data)
-
-
-def _read(state, kind, ref, path) -> bytes:
-    evs_json(state, kind, "export", ref, path, "--force")
-    with open(path, "rb") as image:
-        return image.read()
 
 
 @pytest.fixture
@@ -36,8 +21,8 @@ def source(tmp_path):
     rng = random.Random(16)
     first = {MiB: rng.randbytes(64 * 1024), 500 * MiB: rng.randbytes(8192), 900 * MiB: b"k" * 4096}
     second = {MiB: first[MiB], 700 * MiB: rng.randbytes(3000), 900 * MiB: b"k" * 4096}
-    _image(tmp_path / "one.raw", first)
-    _image(tmp_path / "two.raw", second)
+    sparse_image(tmp_path / "one.raw", GiB, first)
+    sparse_image(tmp_path / "two.raw", GiB, second)
     evs_json(state, "volume", "create", "--size", "1", "--name", "v")
     evs_json(state, "volume", "import", "v", tmp_path / "one.raw")
     s1 = evs_json(state, "snapshot", "create", "v", "--name", "s1")["id"]
@@ -76,10 +61,10 @@ def test_a_full_then_an_incremental_stream_rebuild_s2_byte_for_byte(tmp_path, so
     assert "no copy of" in line and s1 in line
     first = evs_json(state, "volume", "import-diff", copy, full)
     second = evs_json(state, "volume", "import-diff", copy, incremental)
-    assert _read(state, "volume", copy, tmp_path / "c.raw") == _read(
+    assert exported(state, "volume", copy, tmp_path / "c.raw") == exported(
         state, "snapshot", s2, tmp_path / "s2.raw"
     )
-    assert _read(state, "snapshot", first["snapshot"], tmp_path / "c1.raw") == _read(
+    assert exported(state, "snapshot", first["snapshot"], tmp_path / "c1.raw") == exported(
         state, "snapshot", s1, tmp_path / "s1.raw"
     )
     line = one_line_error(evs(state, "volume", "import-diff", copy, incremental))
@@ -95,7 +80,7 @@ def test_streams_that_do_not_fit_change_nothing(tmp_path, source):
     evs_json(state, "snapshot", "export", s2, incremental, "--from", s1)
     copy = evs_json(state, "volume", "create", "--size", "1", "--name", "copy")["id"]
     evs_json(state, "volume", "import-diff", copy, full)
-    before = _read(state, "volume", copy, tmp_path / "before.raw")
+    before = exported(state, "volume", copy, tmp_path / "before.raw")
 
     # Altered in the middle of its data: refused by the checksum, the volume put back.
     data = bytearray(incremental.read_bytes())
@@ -110,16 +95,16 @@ def test_streams_that_do_not_fit_change_nothing(tmp_path, source):
     # Not a stream at all.
     line = one_line_error(evs(state, "volume", "import-diff", copy, tmp_path / "one.raw"))
     assert "not a usable evs diff stream" in line
-    assert _read(state, "volume", copy, tmp_path / "after.raw") == before
+    assert exported(state, "volume", copy, tmp_path / "after.raw") == before
     assert len(evs_json(state, "snapshot", "list", "--volume", copy)) == 1
 
     # Written since its base: refused before anything is applied.
-    _image(tmp_path / "other.raw", {5 * MiB: b"x" * 4096})
+    sparse_image(tmp_path / "other.raw", GiB, {5 * MiB: b"x" * 4096})
     evs_json(state, "volume", "import", copy, tmp_path / "other.raw")
-    changed = _read(state, "volume", copy, tmp_path / "changed.raw")
+    changed = exported(state, "volume", copy, tmp_path / "changed.raw")
     line = one_line_error(evs(state, "volume", "import-diff", copy, incremental))
     assert "written since" in line
-    assert _read(state, "volume", copy, tmp_path / "after.raw") == changed
+    assert exported(state, "volume", copy, tmp_path / "after.raw") == changed
     # A full stream goes only onto a volume that reads as zeros.
     evs_json(state, "volume", "create", "--size", "1", "--name", "w")
     evs_json(state, "volume", "import", "w", tmp_path / "other.raw")
@@ -151,8 +136,8 @@ def test_through_the_service_the_same_stream_rebuilds_s2(tmp_path):
     state = tempfile.mkdtemp(prefix="evsd-", dir="/tmp")  # unix socket paths are < 108 bytes
     service = Service(state, f"{state}/service.log").start()
     try:
-        _image(tmp_path / "one.raw", {3 * MiB: b"1" * 70000})
-        _image(tmp_path / "two.raw", {3 * MiB: b"1" * 70000, 9 * MiB: b"2" * 5000})
+        sparse_image(tmp_path / "one.raw", GiB, {3 * MiB: b"1" * 70000})
+        sparse_image(tmp_path / "two.raw", GiB, {3 * MiB: b"1" * 70000, 9 * MiB: b"2" * 5000})
         evs_json(state, "volume", "create", "--size", "1", "--name", "v")
         evs_json(state, "volume", "import", "v", tmp_path / "one.raw")
         s1 = evs_json(state, "snapshot", "create", "v")["id"]
@@ -164,7 +149,7 @@ def test_through_the_service_the_same_stream_rebuilds_s2(tmp_path):
         copy = evs_json(state, "volume", "create", "--size", "1")["id"]
         evs_json(state, "volume", "import-diff", copy, full)
         evs_json(state, "volume", "import-diff", copy, incremental)
-        assert _read(state, "volume", copy, tmp_path / "c.raw") == _read(
+        assert exported(state, "volume", copy, tmp_path / "c.raw") == exported(
             state, "snapshot", s2, tmp_path / "s2.raw"
         )
         assert "Applied diff" in service.log_text()

@@ -1,4 +1,5 @@
-"""Fixtures: an in-process NBD server with file-backed exports on a short unix socket path."""
+"""Fixtures: an in-process NBD server with file-backed exports on a short unix socket path,
+and a short state directory for the real service."""
 
 import shutil
 import tempfile
@@ -16,6 +17,15 @@ def workdir():
     path = tempfile.mkdtemp(prefix="evsnbd-", dir="/tmp")
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def state():
+    """A state directory for a real ``evs-volume`` (short: its sockets live under it)."""
+    path = tempfile.mkdtemp(prefix="evsl-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(path + ".home", ignore_errors=True)
 
 
 @pytest.fixture

@@ -8,9 +8,7 @@ most ``max_bytes_in_flight`` plus its receive buffer, and the service keeps serv
 import json
 import os
 import select
-import shutil
 import subprocess
-import tempfile
 
 import pytest
 
@@ -32,14 +30,6 @@ def rss(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError(f"no VmRSS for {pid}")
-
-
-@pytest.fixture
-def state():
-    path = tempfile.mkdtemp(prefix="evsl-", dir="/tmp")  # unix socket paths are short
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-    shutil.rmtree(path + ".home", ignore_errors=True)
 
 
 def start(state, nbd_options: str = "") -> Service:
