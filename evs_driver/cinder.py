@@ -241,16 +241,14 @@ class EVSCinderDriver(CinderGroups, cinder_driver.VolumeDriver):
         if self._devices is None:
             os.makedirs(self._run_dir, mode=0o700, exist_ok=True)
             os.chmod(self._run_dir, 0o700)
-            self._devices = VolumeDevices(
-                self.evs.configuration, self.evs.backend, self.nbd_exporter
-            )
+            self._devices = self.evs.volume_devices(self.nbd_exporter)
         return self._devices
 
     @property
     def _native(self) -> bool:
         # A backend with its own attach protocol (rbd: os-brick's RBD connector) needs no
         # block device and no target helper.
-        return bool(self.evs.backend and self.evs.backend.native_volume_type)
+        return bool(self.evs.native_protocol)
 
     def create_export(self, context, volume, connector):
         """Connect the volume's block device and export it with Cinder's target helper."""

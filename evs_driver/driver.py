@@ -14,6 +14,7 @@ from stevedore.exception import NoMatches
 
 from evs_driver import exception
 from evs_driver.attach.block import PROTOCOLS, BlockAttach
+from evs_driver.attach.devices import VolumeDevices
 from evs_driver.backends import base
 from evs_driver.blockdev import DeviceBase
 from evs_driver.conf import backend_option_error
@@ -159,6 +160,17 @@ class EVSDriver(VolumeDriver, ManageableDriver, GroupDriver):
 
     # -- exports and connections -------------------------------------------------------
     @property
+    def native_protocol(self) -> str | None:
+        """The backend's own attach protocol (rbd's); None when its volumes attach as block
+        devices or NBD exports (and before ``do_setup``)."""
+        return self.backend.native_volume_type if self.backend else None
+
+    def volume_devices(self, exporter: Exporter) -> VolumeDevices:
+        """This backend's volumes as block devices of this host, those without one of their
+        own (``local``) through ``exporter``'s NBD exports."""
+        return VolumeDevices(self.configuration, self.backend, exporter)
+
+    @property
     def block(self) -> BlockAttach:
         """Block devices and iSCSI / NVMe-oF targets of this backend's volumes."""
         if self._block is None:
@@ -183,7 +195,7 @@ class EVSDriver(VolumeDriver, ManageableDriver, GroupDriver):
     def _block_protocol(self, connector: dict) -> str | None:
         # A backend with its own protocol (rbd) keeps it unless the connector names another:
         # every os-brick connector carries an initiator, which alone would pick a target.
-        if self.backend.native_volume_type and not connector.get("protocol"):
+        if self.native_protocol and not connector.get("protocol"):
             return None
         return self.block.protocol_of(connector)
 
@@ -241,7 +253,7 @@ class EVSDriver(VolumeDriver, ManageableDriver, GroupDriver):
         properties = dict(self.backend.connection_properties(device_id))
         if "device_path" in properties:
             return {"driver_volume_type": "local", "data": properties}
-        native = self.backend.native_volume_type
+        native = self.native_protocol
         if native and properties and connector.get("protocol") != "nbd":
             properties["access_mode"] = "ro" if read_only else "rw"
             return {"driver_volume_type": native, "data": properties}
