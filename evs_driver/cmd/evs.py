@@ -153,7 +153,10 @@ def _running_service(state_path: str):
     return client
 
 
-def _remember_state_path(args: argparse.Namespace, conf: "cfg.ConfigOpts", loaded_from: int):
+def _remember_state_path(
+    args: argparse.Namespace, conf: "cfg.ConfigOpts", loaded_from: int
+) -> None:
+    """Remember where ``conf`` (loaded from ``loaded_from`` on) puts the state path."""
     from evs_driver.cmd import socket_cache
     from evs_driver.service import protocol
 

@@ -49,7 +49,8 @@ def lookup(config_files: list[str]) -> str | None:
         if not entry or any(_identity(path) != seen for path, seen in entry["files"]):
             return None
         return entry["state_path"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except Exception:  # unreadable, or not what this version writes: load the configuration
+        LOG.debug("Not using the remembered state path", exc_info=True)
         return None
 
 
