@@ -61,6 +61,15 @@ def test_a_command_for_a_running_service_imports_neither_oslo_nor_the_engine(ser
     status, out, stderr, imported = run(state, "snapshot", "create", "v", "--name", "s1")
     assert (status, imported) == (0, []), stderr
     assert "| s1 " in out
+    data = os.urandom(1 << 20)  # the copies qemu-img makes from this process work too
+    with open(os.path.join(home, "in.raw"), "wb") as file:
+        file.write(data)
+    for verb, name in (("import", "in.raw"), ("export", "out.raw")):
+        argv = ("volume", verb, "v", os.path.join(home, name), "-f", "json")
+        status, _, stderr, imported = run(state, *argv)
+        assert (status, imported) == (0, []), stderr
+    with open(os.path.join(home, "out.raw"), "rb") as file:
+        assert file.read(len(data)) == data
     cache = os.path.join(home, ".cache", "evs", "control-sockets.json")
     assert os.stat(cache).st_mode & 0o777 == 0o600
     assert os.stat(os.path.dirname(cache)).st_mode & 0o777 == 0o700
