@@ -3,6 +3,9 @@
 ``python -m bench.control_bench [--pairs N] [--dir DIR]`` prints:
 - ``evs snapshot create`` (the whole embedded command) against ``qemu-img snapshot -c`` on
   a qcow2 holding the same data, run in interleaved pairs (A B A B);
+- the same command through a running ``evs-volume`` (the client path: the socket found
+  without oslo.config), and the request alone from a client already connected, each
+  against ``qemu-img snapshot -c`` again;
 - ``evs --help`` CPU time against ``python -c pass``, in interleaved pairs;
 - the fsync/fdatasync calls and pool opens of one ``evs snapshot create`` and one
   ``evs volume list``, counted by strace (every sync the process makes, whoever makes it).
@@ -13,11 +16,16 @@ import argparse
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from evs_driver.cmd import socket_cache
+from evs_driver.cmd.service_client import ServiceClient
+from evs_driver.service import protocol
 
 DATA_MIB = 64
 
@@ -58,6 +66,40 @@ def _row(what: str, mine: list[float], theirs: list[float], unit: str, goal: str
     )
 
 
+def _start_service(state: str, env: dict, log: str) -> subprocess.Popen:
+    """``evs-volume`` on ``state``, once it answers on its control socket."""
+    with open(log, "a") as output:
+        service = subprocess.Popen(
+            [sys.executable, "-m", "evs_driver.cmd.volume_service"],
+            env=env,
+            stdout=output,
+            stderr=output,
+        )
+    path = os.path.join(state, protocol.SOCKET_NAME)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            client = ServiceClient.connect(path) if os.path.exists(path) else None
+        except OSError:
+            client = None
+        if client is not None:
+            client.close()
+            return service
+        if service.poll() is not None or time.monotonic() > deadline:
+            service.kill()
+            with open(log) as output:
+                raise SystemExit(f"evs-volume did not start:\n{output.read()}")
+        time.sleep(0.05)
+
+
+def _stop_service(service: subprocess.Popen) -> None:
+    service.send_signal(signal.SIGTERM)
+    try:
+        service.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        service.kill()
+
+
 def _strace_counts(argv: list[str], env: dict, workdir: str) -> tuple[int, int]:
     """(fsync + fdatasync calls, opens of a pool's data file) of one run, by strace."""
     log = os.path.join(workdir, "strace.log")
@@ -77,6 +119,49 @@ def _strace_counts(argv: list[str], env: dict, workdir: str) -> tuple[int, int]:
     return syncs, opens
 
 
+def _through_the_service(pairs: int, env: dict, home: str, snapshot, qemu_snapshot, serial):
+    """The rows of ``snapshot create`` through a running ``evs-volume``."""
+    time.sleep(socket_cache.RACY_SECONDS + 0.2)  # the configuration's places are old enough
+    subprocess.run(_evs("volume", "list"), env=env, check=True, stdout=subprocess.DEVNULL)
+    if not os.path.exists(os.path.join(home, ".cache", "evs", "control-sockets.json")):
+        raise SystemExit("evs did not remember the service's socket: no client-path row")
+    rows = [
+        _row(
+            "evs snapshot create (through evs-volume)",
+            *_pairs(pairs, snapshot, qemu_snapshot),
+            "ms",
+            "<= 1",
+        )
+    ]
+    rows.append(
+        _row(
+            "  CPU of the evs process (not the service)",
+            *_pairs(pairs, lambda: snapshot(1), lambda: qemu_snapshot(1)),
+            "ms",
+            "-",
+        )
+    )
+    client = ServiceClient.connect(os.path.join(env["EVS_STATE_PATH"], protocol.SOCKET_NAME))
+    try:
+
+        def request() -> float:
+            start = time.perf_counter()
+            client.call("snapshot_create", "v", name=f"s{next(serial)}")
+            return time.perf_counter() - start
+
+        rows.append(
+            _row(
+                "  of which the request (connected client)",
+                *_pairs(pairs, request, qemu_snapshot),
+                "ms",
+                "-",
+            )
+        )
+    finally:
+        client.close()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the control-plane benchmark and print its rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -89,7 +174,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         load_before = os.getloadavg()
         state = os.path.join(workdir, "state")
-        env = dict(os.environ, EVS_STATE_PATH=state, HOME=workdir)
+        home = os.path.join(workdir, "home")  # apart: the socket cache watches it
+        os.makedirs(os.path.join(home, ".cache"), mode=0o700)
+        env = dict(os.environ, EVS_STATE_PATH=state, HOME=home)
+        with open(os.path.join(home, "evs_driver.conf"), "w") as config:
+            config.write("[DEFAULT]\nmax_snapshots_per_volume = 0\n")  # every row snapshots
         env.pop("EVS_FAULT_INJECT", None)
         # An installed package has its bytecode; without it every command compiles ~130
         # modules from source (about 0.26 s here), which measures the setup, not evs.
@@ -118,13 +207,14 @@ def main(argv: list[str] | None = None) -> None:
         )
         serial = iter(range(1_000_000))
 
-        def snapshot() -> float:
+        def snapshot(part: int = 0) -> float:
+            """Wall (part 0) or CPU (part 1) seconds of one ``evs snapshot create``."""
             name = f"s{next(serial)}"
-            return _run(_evs("snapshot", "create", "v", "--name", name), env)[0]
+            return _run(_evs("snapshot", "create", "v", "--name", name), env)[part]
 
-        def qemu_snapshot() -> float:
+        def qemu_snapshot(part: int = 0) -> float:
             name = f"s{next(serial)}"
-            return _run(["qemu-img", "snapshot", "-c", name, image])[0]
+            return _run(["qemu-img", "snapshot", "-c", name, image])[part]
 
         rows = [
             _row(
@@ -134,6 +224,11 @@ def main(argv: list[str] | None = None) -> None:
                 "<= 2",
             )
         ]
+        service = _start_service(state, env, os.path.join(workdir, "service.log"))
+        try:
+            rows += _through_the_service(args.pairs, env, home, snapshot, qemu_snapshot, serial)
+        finally:
+            _stop_service(service)
         python = [sys.executable, "-c", "pass"]
         rows.append(
             _row(

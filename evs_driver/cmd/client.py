@@ -10,13 +10,13 @@ while a service starts, new commands wait for its socket.
 """
 
 import os
-import socket
 import time
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
 from evs_driver import exception, operations
+from evs_driver.cmd.service_client import Operations, ServiceClient
 from evs_driver.locking import WAIT_NOTICE, FileLock
 from evs_driver.manager import VolumeManager
 from evs_driver.operations import Context, Session
@@ -27,28 +27,7 @@ LOG = logging.getLogger(__name__)
 SERVICE_WAIT = 30.0  # seconds to wait for a starting service (recovery may take a while)
 
 
-class _Operations:
-    """``client.volume_create(...)``: an operation by name, with its ``evs``-side part."""
-
-    embedded = False
-    progress = None
-
-    def __getattr__(self, name: str):
-        op = operations.find(name)
-        if op is None:
-            raise AttributeError(name)
-        return lambda *args, **kwargs: perform(self, op, args, kwargs)
-
-
-def perform(client, op: operations.Operation, args=(), kwargs=None):
-    """Run ``op`` for the user: its ``evs``-side part if it has one, else the call."""
-    kwargs = kwargs or {}
-    if op.client is not None:
-        return op.client(client, *args, **kwargs)
-    return client.call(op.name, *args, **kwargs)
-
-
-class EmbeddedClient(_Operations):
+class EmbeddedClient(Operations):
     """Runs the operations in this process through a ``VolumeManager`` of its own, with a
     private NBD exporter for the copies that qemu-img makes."""
 
@@ -84,51 +63,6 @@ class EmbeddedClient(_Operations):
         self._exporter.close()
         if self._instance is not None:
             self._instance.release()
-
-
-class ServiceClient(_Operations):
-    """Sends each operation to the running ``evs-volume`` service over its control socket."""
-
-    def __init__(self, sock: socket.socket, path: str):
-        self._sock = sock
-        self._reader = sock.makefile("rb")
-        self.path = path
-
-    @classmethod
-    def connect(cls, path: str) -> "ServiceClient | None":
-        """A client of the service on ``path``, None when nothing answers there."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError):
-            sock.close()
-            return None
-        except OSError as exc:
-            sock.close()
-            raise exception.ServiceUnavailable(path=path, reason=exc.strerror or str(exc)) from exc
-        client = cls(sock, path)
-        try:
-            client.call(protocol.PING)
-        except exception.ServiceUnavailable:
-            client.close()
-            return None
-        return client
-
-    def close(self) -> None:
-        """Hang up: exports this connection made for a copy end with it."""
-        self._reader.close()
-        self._sock.close()
-
-    def call(self, method: str, /, *args, **kwargs):
-        """One request and its reply; the service's error is raised here."""
-        try:
-            self._sock.sendall(protocol.request(method, args, kwargs))
-            line = self._reader.readline()
-        except OSError as exc:
-            raise exception.ServiceUnavailable(path=self.path, reason=str(exc)) from exc
-        if not line:
-            raise exception.ServiceUnavailable(path=self.path, reason="it closed the connection")
-        return protocol.parse_reply(line)
 
 
 def make_client(conf: cfg.ConfigOpts) -> EmbeddedClient | ServiceClient:

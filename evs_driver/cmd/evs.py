@@ -5,13 +5,15 @@ Exit status: 0 on success, 1 with a one-line ``evs: error: ...`` on a failed ope
 
 What a command needs is imported when it needs it: the parser comes from the operations
 table alone, so ``evs --help`` and a usage error load neither oslo.config nor oslo.log,
-the manager or the NBD server.
+the manager or the NBD server; a command for a running ``evs-volume`` whose socket is
+known (``socket_cache``) loads only the protocol, the service client and the output.
 """
 
 import argparse
 import logging
 import os
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from evs_driver import exception
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 PROJECT = "evs_driver"
+PLAIN_FORMAT = "evs: %(message)s"  # the log format without --debug or --log-file
 
 
 def load_config(args: argparse.Namespace) -> "cfg.ConfigOpts":
@@ -63,7 +66,7 @@ def setup_logging(conf: "cfg.ConfigOpts") -> None:
     conf.set_override("use_stderr", not conf.log_file)
     if not conf.debug and not conf.log_file:
         for option in ("logging_default_format_string", "logging_context_format_string"):
-            conf.set_override(option, "evs: %(message)s")
+            conf.set_override(option, PLAIN_FORMAT)
     oslo_logging.setup(conf, "evs")
     if not conf.debug:
         # The error line says what failed; stevedore's own warning would repeat it.
@@ -75,7 +78,7 @@ def setup_logging(conf: "cfg.ConfigOpts") -> None:
 def run(args: argparse.Namespace, client, out) -> int:
     """Run one parsed command and print its result; returns the exit status."""
     from evs_driver.cmd import output
-    from evs_driver.cmd.client import perform
+    from evs_driver.cmd.service_client import perform
 
     op = args.operation
     if op.progress:
@@ -125,6 +128,41 @@ def _serve_in_foreground(args: argparse.Namespace, conf: "cfg.ConfigOpts") -> in
     return 0
 
 
+def _known_state_path(args: argparse.Namespace) -> str | None:
+    """The state path this configuration resolved to before, when that still holds and the
+    command logs as by default (else the configuration is loaded, with oslo.config)."""
+    if args.debug or args.log_file:
+        return None
+    from evs_driver.cmd import socket_cache
+
+    return socket_cache.lookup(args.config_file)
+
+
+def _running_service(state_path: str):
+    """A client of the service answering on ``state_path``, logging as ``setup_logging``
+    does by default; None when no service answers there."""
+    from evs_driver.cmd.service_client import ServiceClient
+    from evs_driver.service import protocol
+
+    client = ServiceClient.connect(os.path.join(state_path, protocol.SOCKET_NAME))
+    if client is not None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.WARNING)
+    return client
+
+
+def _remember_state_path(
+    args: argparse.Namespace, conf: "cfg.ConfigOpts", loaded_from: int
+) -> None:
+    """Remember where ``conf`` (loaded from ``loaded_from`` on) puts the state path."""
+    from evs_driver.cmd import socket_cache
+    from evs_driver.service import protocol
+
+    socket_cache.remember(args.config_file, conf, protocol.state_path(conf), loaded_from)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``evs`` console script."""
     argv = sys.argv[1:] if argv is None else argv
@@ -142,13 +180,19 @@ def main(argv: list[str] | None = None) -> int:
             from evs_driver.cmd import demo
 
             return demo.run(args.state_path, sys.stdout)
-        from evs_driver.cmd.client import make_client, service_running
+        known = _known_state_path(args)
+        client = _running_service(known) if known else None
+        if client is None:
+            from evs_driver.cmd.client import make_client, service_running
 
-        conf = load_config(args)
-        setup_logging(conf)
-        if args.verb == "serve" and not service_running(conf):
-            return _serve_in_foreground(args, conf)
-        client = make_client(conf)
+            loaded_from = time.time_ns()
+            conf = load_config(args)
+            if known is None:
+                _remember_state_path(args, conf, loaded_from)
+            setup_logging(conf)
+            if args.verb == "serve" and not service_running(conf):
+                return _serve_in_foreground(args, conf)
+            client = make_client(conf)
         # A stream on standard output (FILE -) leaves only stderr for the summary.
         streaming = getattr(args, "file", None) == "-" and args.verb == "export"
         return run(args, client, sys.stderr if streaming else sys.stdout)

@@ -1,6 +1,5 @@
 """What an operation runs with: the manager, the caller's session and its progress report."""
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -36,12 +35,18 @@ class Session:
                 LOG.exception("Clean-up after the requests of pid %d failed", self.peer_pid)
 
 
-@dataclasses.dataclass
 class Context:
     """One request's view of the service: ``manager`` (a ``VolumeManager``), the caller's
     ``session``, and ``progress`` (only when the caller runs in this process)."""
 
-    manager: object
-    session: Session
-    progress: "Progress | None" = None
-    in_service: bool = False
+    def __init__(
+        self,
+        manager: object,
+        session: Session,
+        progress: "Progress | None" = None,
+        in_service: bool = False,
+    ):
+        self.manager = manager
+        self.session = session
+        self.progress = progress
+        self.in_service = in_service

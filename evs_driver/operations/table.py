@@ -9,16 +9,16 @@ exactly its names. An operation has:
   copy against an export that ``run`` of another operation made), calling ``client.call``.
 """
 
-import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 RECORD, LISTING, DETAILS, NOTHING, CHECK = "record", "listing", "details", "nothing", "check"
 # DETAILS: a listing whose single row is shown in full (``pool show`` with one backend).
 
 
-@dataclasses.dataclass(frozen=True)
-class Arg:
+# NamedTuples, not dataclasses: ``evs`` builds its parser from this table, and importing
+# dataclasses (inspect, ast, dis...) costs a client command more than the table itself.
+class Arg(NamedTuple):
     """One argument: its command-line flags (none for a positional) and parser settings.
 
     ``dest`` is the keyword ``run`` takes; ``convert`` turns the parsed value into it.
@@ -43,8 +43,7 @@ class Arg:
         return not self.flags
 
 
-@dataclasses.dataclass(frozen=True)
-class Operation:
+class Operation(NamedTuple):
     """One thing a user can ask, declared once."""
 
     name: str  # the protocol method, e.g. "volume_create"
@@ -81,7 +80,7 @@ def with_client(name: str) -> Callable:
     """Declare the decorated function as the ``client`` part of operation ``name``."""
 
     def register(client: Callable) -> Callable:
-        OPERATIONS[name] = dataclasses.replace(OPERATIONS[name], client=client)
+        OPERATIONS[name] = OPERATIONS[name]._replace(client=client)
         return client
 
     return register
