@@ -6,7 +6,8 @@
 - ``evs --help`` CPU time against ``python -c pass``, in interleaved pairs;
 - the fsync/fdatasync calls and pool opens of one ``evs snapshot create`` and one
   ``evs volume list``, counted by strace (every sync the process makes, whoever makes it).
-Medians with their spread (min-max), and the load average before and after.
+Medians with their spread (min-max), and the load average before and after. Its helpers
+(``interleaved``, ``ratio_row``, ``print_table``...) serve the other interleaved benches.
 """
 
 import argparse
@@ -22,11 +23,27 @@ import time
 DATA_MIB = 64
 
 
-def _evs(*args: str) -> list[str]:
+def evs(*args: str) -> list[str]:
+    """The command line of one embedded ``evs`` run."""
     return [sys.executable, "-m", "evs_driver.cmd.evs", *args]
 
 
-def _run(argv: list[str], env: dict | None = None) -> tuple[float, float]:
+def evs_env(workdir: str) -> dict:
+    """The environment of ``evs`` runs on a state path in ``workdir``, with the package
+    byte-compiled first, as an installed one is."""
+    env = dict(os.environ, EVS_STATE_PATH=os.path.join(workdir, "state"), HOME=workdir)
+    env.pop("EVS_FAULT_INJECT", None)
+    # Without bytecode every command compiles ~130 modules from source (about 0.26 s
+    # here), which measures the setup, not evs.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    package = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "evs_driver"
+    )
+    subprocess.run([sys.executable, "-m", "compileall", "-q", package], env=env, check=True)
+    return env
+
+
+def run_timed(argv: list[str], env: dict | None = None) -> tuple[float, float]:
     """Run to success; return (wall seconds, CPU seconds of the child)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -37,7 +54,7 @@ def _run(argv: list[str], env: dict | None = None) -> tuple[float, float]:
     return wall, cpu
 
 
-def _pairs(pairs: int, ours, anchor) -> tuple[list[float], list[float]]:
+def interleaved(pairs: int, ours, anchor) -> tuple[list[float], list[float]]:
     """Interleave ``ours()`` and ``anchor()`` (A B A B ...) after one warm-up of each."""
     ours(), anchor()
     mine, theirs = [], []
@@ -47,7 +64,8 @@ def _pairs(pairs: int, ours, anchor) -> tuple[list[float], list[float]]:
     return mine, theirs
 
 
-def _row(what: str, mine: list[float], theirs: list[float], unit: str, goal: str) -> str:
+def ratio_row(what: str, mine: list[float], theirs: list[float], unit: str, goal: str) -> str:
+    """One row: both medians, their ratio, the goal and both spreads (min-max)."""
     scale = 1000.0 if unit == "ms" else 1.0
     a, b = statistics.median(mine), statistics.median(theirs)
     spread = f"{min(mine) * scale:.1f}-{max(mine) * scale:.1f} / "
@@ -55,6 +73,32 @@ def _row(what: str, mine: list[float], theirs: list[float], unit: str, goal: str
     return (
         f"{what:<44} {a * scale:8.1f} {unit} {b * scale:8.1f} {unit} "
         f"{a / b:6.2f}  {goal:<8} (spread {spread})"
+    )
+
+
+def bench_args(description: str, pairs: int, argv: list[str] | None) -> argparse.Namespace:
+    """``--pairs`` (at least 3) and ``--dir``: the arguments of every interleaved bench."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--pairs", type=int, default=pairs, help="interleaved pairs (at least 3)")
+    parser.add_argument("--dir", default=None, help="where to put its files (default: /tmp)")
+    args = parser.parse_args(argv)
+    if args.pairs < 3:
+        parser.error("--pairs must be at least 3")
+    return args
+
+
+def print_table(a: str, b: str, rows: list[str], pairs: int, loads: tuple) -> None:
+    """The header (columns ``a`` and ``b``), the rows, then the pairs, the load average
+    before and after, the CPUs and when."""
+    before, after = loads
+    print(f"{'what':<44} {a:>11} {b:>11} {'ratio':>6}  goal")
+    for row in rows:
+        print(row)
+    print(
+        f"{pairs} interleaved pairs, medians; load average (1/5/15 min) "
+        f"before {'/'.join(f'{x:.2f}' for x in before)}, "
+        f"after {'/'.join(f'{x:.2f}' for x in after)}; "
+        f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}"
     )
 
 
@@ -79,25 +123,11 @@ def _strace_counts(argv: list[str], env: dict, workdir: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the control-plane benchmark and print its rows."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=5, help="interleaved pairs (at least 3)")
-    parser.add_argument("--dir", default=None, help="where to put the state (default: /tmp)")
-    args = parser.parse_args(argv)
-    if args.pairs < 3:
-        parser.error("--pairs must be at least 3")
+    args = bench_args(__doc__.splitlines()[0], 5, argv)
     workdir = tempfile.mkdtemp(prefix="evs-control-bench-", dir=args.dir)
     try:
         load_before = os.getloadavg()
-        state = os.path.join(workdir, "state")
-        env = dict(os.environ, EVS_STATE_PATH=state, HOME=workdir)
-        env.pop("EVS_FAULT_INJECT", None)
-        # An installed package has its bytecode; without it every command compiles ~130
-        # modules from source (about 0.26 s here), which measures the setup, not evs.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        package = os.path.join(
-            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "evs_driver"
-        )
-        subprocess.run([sys.executable, "-m", "compileall", "-q", package], env=env, check=True)
+        env = evs_env(workdir)
         payload = os.path.join(workdir, "payload.raw")
         with open(payload, "wb") as file:
             file.write(os.urandom(DATA_MIB << 20))
@@ -108,37 +138,41 @@ def main(argv: list[str] | None = None) -> None:
             stdout=subprocess.DEVNULL,
         )
         subprocess.run(
-            _evs("volume", "create", "--size", "1", "--name", "v"),
+            evs("volume", "create", "--size", "1", "--name", "v"),
             env=env,
             check=True,
             stdout=subprocess.DEVNULL,
         )
         subprocess.run(
-            _evs("volume", "import", "v", payload), env=env, check=True, stdout=subprocess.DEVNULL
+            evs("volume", "import", "v", payload), env=env, check=True, stdout=subprocess.DEVNULL
         )
         serial = iter(range(1_000_000))
 
         def snapshot() -> float:
             name = f"s{next(serial)}"
-            return _run(_evs("snapshot", "create", "v", "--name", name), env)[0]
+            return run_timed(evs("snapshot", "create", "v", "--name", name), env)[0]
 
         def qemu_snapshot() -> float:
             name = f"s{next(serial)}"
-            return _run(["qemu-img", "snapshot", "-c", name, image])[0]
+            return run_timed(["qemu-img", "snapshot", "-c", name, image])[0]
 
         rows = [
-            _row(
+            ratio_row(
                 "evs snapshot create (embedded, whole command)",
-                *_pairs(args.pairs, snapshot, qemu_snapshot),
+                *interleaved(args.pairs, snapshot, qemu_snapshot),
                 "ms",
                 "<= 2",
             )
         ]
         python = [sys.executable, "-c", "pass"]
         rows.append(
-            _row(
+            ratio_row(
                 "evs --help, CPU",
-                *_pairs(args.pairs, lambda: _run(_evs("--help"), env)[1], lambda: _run(python)[1]),
+                *interleaved(
+                    args.pairs,
+                    lambda: run_timed(evs("--help"), env)[1],
+                    lambda: run_timed(python)[1],
+                ),
                 "ms",
                 "<= 3",
             )
@@ -147,19 +181,11 @@ def main(argv: list[str] | None = None) -> None:
             ("one evs snapshot create", ("snapshot", "create", "v", "--name", "counted"), 4),
             ("one evs volume list", ("volume", "list"), 0),
         ):
-            syncs, opens = _strace_counts(_evs(*command), env, workdir)
+            syncs, opens = _strace_counts(evs(*command), env, workdir)
             rows.append(f"{'fsync/fdatasync calls in ' + what:<44} {syncs:8d}    goal <= {goal}")
             rows.append(f"{'pool opens in ' + what:<44} {opens:8d}    goal <= 1")
         load_after = os.getloadavg()
-        print(f"{'what':<44} {'evs':>11} {'anchor':>11} {'ratio':>6}  goal")
-        for row in rows:
-            print(row)
-        print(
-            f"{args.pairs} interleaved pairs, medians; load average (1/5/15 min) "
-            f"before {'/'.join(f'{x:.2f}' for x in load_before)}, "
-            f"after {'/'.join(f'{x:.2f}' for x in load_after)}; "
-            f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}"
-        )
+        print_table("evs", "anchor", rows, args.pairs, (load_before, load_after))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
