@@ -9,7 +9,8 @@
 - ``evs --help`` CPU time against ``python -c pass``, in interleaved pairs;
 - the fsync/fdatasync calls and pool opens of one ``evs snapshot create`` and one
   ``evs volume list``, counted by strace (every sync the process makes, whoever makes it).
-Medians with their spread (min-max), and the load average before and after.
+Medians with their spread (min-max), and the load average before and after. Its helpers
+(``interleaved``, ``ratio_row``, ``print_table``...) serve the other interleaved benches.
 """
 
 import argparse
@@ -30,11 +31,27 @@ from evs_driver.service import protocol
 DATA_MIB = 64
 
 
-def _evs(*args: str) -> list[str]:
+def evs(*args: str) -> list[str]:
+    """The command line of one embedded ``evs`` run."""
     return [sys.executable, "-m", "evs_driver.cmd.evs", *args]
 
 
-def _run(argv: list[str], env: dict | None = None) -> tuple[float, float]:
+def evs_env(workdir: str) -> dict:
+    """The environment of ``evs`` runs on a state path in ``workdir``, with the package
+    byte-compiled first, as an installed one is."""
+    env = dict(os.environ, EVS_STATE_PATH=os.path.join(workdir, "state"), HOME=workdir)
+    env.pop("EVS_FAULT_INJECT", None)
+    # Without bytecode every command compiles ~130 modules from source (about 0.26 s
+    # here), which measures the setup, not evs.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    package = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "evs_driver"
+    )
+    subprocess.run([sys.executable, "-m", "compileall", "-q", package], env=env, check=True)
+    return env
+
+
+def run_timed(argv: list[str], env: dict | None = None) -> tuple[float, float]:
     """Run to success; return (wall seconds, CPU seconds of the child)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -45,7 +62,7 @@ def _run(argv: list[str], env: dict | None = None) -> tuple[float, float]:
     return wall, cpu
 
 
-def _pairs(pairs: int, ours, anchor) -> tuple[list[float], list[float]]:
+def interleaved(pairs: int, ours, anchor) -> tuple[list[float], list[float]]:
     """Interleave ``ours()`` and ``anchor()`` (A B A B ...) after one warm-up of each."""
     ours(), anchor()
     mine, theirs = [], []
@@ -55,7 +72,8 @@ def _pairs(pairs: int, ours, anchor) -> tuple[list[float], list[float]]:
     return mine, theirs
 
 
-def _row(what: str, mine: list[float], theirs: list[float], unit: str, goal: str) -> str:
+def ratio_row(what: str, mine: list[float], theirs: list[float], unit: str, goal: str) -> str:
+    """One row: both medians, their ratio, the goal and both spreads (min-max)."""
     scale = 1000.0 if unit == "ms" else 1.0
     a, b = statistics.median(mine), statistics.median(theirs)
     spread = f"{min(mine) * scale:.1f}-{max(mine) * scale:.1f} / "
@@ -64,6 +82,51 @@ def _row(what: str, mine: list[float], theirs: list[float], unit: str, goal: str
         f"{what:<44} {a * scale:8.1f} {unit} {b * scale:8.1f} {unit} "
         f"{a / b:6.2f}  {goal:<8} (spread {spread})"
     )
+
+
+def bench_args(description: str, pairs: int, argv: list[str] | None) -> argparse.Namespace:
+    """``--pairs`` (at least 3) and ``--dir``: the arguments of every interleaved bench."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--pairs", type=int, default=pairs, help="interleaved pairs (at least 3)")
+    parser.add_argument("--dir", default=None, help="where to put its files (default: /tmp)")
+    args = parser.parse_args(argv)
+    if args.pairs < 3:
+        parser.error("--pairs must be at least 3")
+    return args
+
+
+def print_table(a: str, b: str, rows: list[str], pairs: int, loads: tuple) -> None:
+    """The header (columns ``a`` and ``b``), the rows, then the pairs, the load average
+    before and after, the CPUs and when."""
+    before, after = loads
+    print(f"{'what':<44} {a:>11} {b:>11} {'ratio':>6}  goal")
+    for row in rows:
+        print(row)
+    print(
+        f"{pairs} interleaved pairs, medians; load average (1/5/15 min) "
+        f"before {'/'.join(f'{x:.2f}' for x in before)}, "
+        f"after {'/'.join(f'{x:.2f}' for x in after)}; "
+        f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}"
+    )
+
+
+def _strace_counts(argv: list[str], env: dict, workdir: str) -> tuple[int, int]:
+    """(fsync + fdatasync calls, opens of a pool's data file) of one run, by strace."""
+    log = os.path.join(workdir, "strace.log")
+    subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync,openat", "-o", log, *argv],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    syncs = opens = 0
+    with open(log) as lines:
+        for line in lines:
+            if "fsync(" in line or "fdatasync(" in line:
+                syncs += 1
+            elif "/pools/" in line and '/data"' in line:
+                opens += 1
+    return syncs, opens
 
 
 def _start_service(state: str, env: dict, log: str) -> subprocess.Popen:
@@ -100,43 +163,24 @@ def _stop_service(service: subprocess.Popen) -> None:
         service.kill()
 
 
-def _strace_counts(argv: list[str], env: dict, workdir: str) -> tuple[int, int]:
-    """(fsync + fdatasync calls, opens of a pool's data file) of one run, by strace."""
-    log = os.path.join(workdir, "strace.log")
-    subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync,openat", "-o", log, *argv],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    syncs = opens = 0
-    with open(log) as lines:
-        for line in lines:
-            if "fsync(" in line or "fdatasync(" in line:
-                syncs += 1
-            elif "/pools/" in line and '/data"' in line:
-                opens += 1
-    return syncs, opens
-
-
 def _through_the_service(pairs: int, env: dict, home: str, snapshot, qemu_snapshot, serial):
     """The rows of ``snapshot create`` through a running ``evs-volume``."""
     time.sleep(socket_cache.RACY_SECONDS + 0.2)  # the configuration's places are old enough
-    subprocess.run(_evs("volume", "list"), env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(evs("volume", "list"), env=env, check=True, stdout=subprocess.DEVNULL)
     if not os.path.exists(os.path.join(home, ".cache", "evs", "control-sockets.json")):
         raise SystemExit("evs did not remember the service's socket: no client-path row")
     rows = [
-        _row(
+        ratio_row(
             "evs snapshot create (through evs-volume)",
-            *_pairs(pairs, snapshot, qemu_snapshot),
+            *interleaved(pairs, snapshot, qemu_snapshot),
             "ms",
             "<= 1",
         )
     ]
     rows.append(
-        _row(
+        ratio_row(
             "  CPU of the evs process (not the service)",
-            *_pairs(pairs, lambda: snapshot(1), lambda: qemu_snapshot(1)),
+            *interleaved(pairs, lambda: snapshot(1), lambda: qemu_snapshot(1)),
             "ms",
             "-",
         )
@@ -150,9 +194,9 @@ def _through_the_service(pairs: int, env: dict, home: str, snapshot, qemu_snapsh
             return time.perf_counter() - start
 
         rows.append(
-            _row(
+            ratio_row(
                 "  of which the request (connected client)",
-                *_pairs(pairs, request, qemu_snapshot),
+                *interleaved(pairs, request, qemu_snapshot),
                 "ms",
                 "-",
             )
@@ -164,29 +208,16 @@ def _through_the_service(pairs: int, env: dict, home: str, snapshot, qemu_snapsh
 
 def main(argv: list[str] | None = None) -> None:
     """Run the control-plane benchmark and print its rows."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=5, help="interleaved pairs (at least 3)")
-    parser.add_argument("--dir", default=None, help="where to put the state (default: /tmp)")
-    args = parser.parse_args(argv)
-    if args.pairs < 3:
-        parser.error("--pairs must be at least 3")
+    args = bench_args(__doc__.splitlines()[0], 5, argv)
     workdir = tempfile.mkdtemp(prefix="evs-control-bench-", dir=args.dir)
     try:
         load_before = os.getloadavg()
-        state = os.path.join(workdir, "state")
+        env = evs_env(workdir)
         home = os.path.join(workdir, "home")  # apart: the socket cache watches it
         os.makedirs(os.path.join(home, ".cache"), mode=0o700)
-        env = dict(os.environ, EVS_STATE_PATH=state, HOME=home)
+        env["HOME"] = home
         with open(os.path.join(home, "evs_driver.conf"), "w") as config:
             config.write("[DEFAULT]\nmax_snapshots_per_volume = 0\n")  # every row snapshots
-        env.pop("EVS_FAULT_INJECT", None)
-        # An installed package has its bytecode; without it every command compiles ~130
-        # modules from source (about 0.26 s here), which measures the setup, not evs.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        package = os.path.join(
-            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "evs_driver"
-        )
-        subprocess.run([sys.executable, "-m", "compileall", "-q", package], env=env, check=True)
         payload = os.path.join(workdir, "payload.raw")
         with open(payload, "wb") as file:
             file.write(os.urandom(DATA_MIB << 20))
@@ -197,33 +228,34 @@ def main(argv: list[str] | None = None) -> None:
             stdout=subprocess.DEVNULL,
         )
         subprocess.run(
-            _evs("volume", "create", "--size", "1", "--name", "v"),
+            evs("volume", "create", "--size", "1", "--name", "v"),
             env=env,
             check=True,
             stdout=subprocess.DEVNULL,
         )
         subprocess.run(
-            _evs("volume", "import", "v", payload), env=env, check=True, stdout=subprocess.DEVNULL
+            evs("volume", "import", "v", payload), env=env, check=True, stdout=subprocess.DEVNULL
         )
         serial = iter(range(1_000_000))
 
         def snapshot(part: int = 0) -> float:
             """Wall (part 0) or CPU (part 1) seconds of one ``evs snapshot create``."""
             name = f"s{next(serial)}"
-            return _run(_evs("snapshot", "create", "v", "--name", name), env)[part]
+            return run_timed(evs("snapshot", "create", "v", "--name", name), env)[part]
 
         def qemu_snapshot(part: int = 0) -> float:
             name = f"s{next(serial)}"
-            return _run(["qemu-img", "snapshot", "-c", name, image])[part]
+            return run_timed(["qemu-img", "snapshot", "-c", name, image])[part]
 
         rows = [
-            _row(
+            ratio_row(
                 "evs snapshot create (embedded, whole command)",
-                *_pairs(args.pairs, snapshot, qemu_snapshot),
+                *interleaved(args.pairs, snapshot, qemu_snapshot),
                 "ms",
                 "<= 2",
             )
         ]
+        state = env["EVS_STATE_PATH"]
         service = _start_service(state, env, os.path.join(workdir, "service.log"))
         try:
             rows += _through_the_service(args.pairs, env, home, snapshot, qemu_snapshot, serial)
@@ -231,9 +263,13 @@ def main(argv: list[str] | None = None) -> None:
             _stop_service(service)
         python = [sys.executable, "-c", "pass"]
         rows.append(
-            _row(
+            ratio_row(
                 "evs --help, CPU",
-                *_pairs(args.pairs, lambda: _run(_evs("--help"), env)[1], lambda: _run(python)[1]),
+                *interleaved(
+                    args.pairs,
+                    lambda: run_timed(evs("--help"), env)[1],
+                    lambda: run_timed(python)[1],
+                ),
                 "ms",
                 "<= 3",
             )
@@ -242,19 +278,11 @@ def main(argv: list[str] | None = None) -> None:
             ("one evs snapshot create", ("snapshot", "create", "v", "--name", "counted"), 4),
             ("one evs volume list", ("volume", "list"), 0),
         ):
-            syncs, opens = _strace_counts(_evs(*command), env, workdir)
+            syncs, opens = _strace_counts(evs(*command), env, workdir)
             rows.append(f"{'fsync/fdatasync calls in ' + what:<44} {syncs:8d}    goal <= {goal}")
             rows.append(f"{'pool opens in ' + what:<44} {opens:8d}    goal <= 1")
         load_after = os.getloadavg()
-        print(f"{'what':<44} {'evs':>11} {'anchor':>11} {'ratio':>6}  goal")
-        for row in rows:
-            print(row)
-        print(
-            f"{args.pairs} interleaved pairs, medians; load average (1/5/15 min) "
-            f"before {'/'.join(f'{x:.2f}' for x in load_before)}, "
-            f"after {'/'.join(f'{x:.2f}' for x in load_after)}; "
-            f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}"
-        )
+        print_table("evs", "anchor", rows, args.pairs, (load_before, load_after))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -107,11 +107,11 @@ def _direct_io_works(directory: str) -> bool:
 
 
 @contextlib.contextmanager
-def _qemu_nbd(qcow2: str, sock: str, cache: str) -> Iterator[str]:
-    """Serve ``qcow2`` (the top of its chain) with qemu-nbd; yield its URI."""
+def qemu_nbd(image: str, sock: str, cache: str, fmt: str = "qcow2") -> Iterator[str]:
+    """Serve ``image`` (a qcow2: the top of its chain) with qemu-nbd; yield its URI."""
     aio = ["--aio=native"] if cache == "none" else []
-    cmd = ["qemu-nbd", "-f", "qcow2", f"--cache={cache}", *aio, "--persistent", "--shared=16"]
-    cmd += ["--discard=unmap", "-x", "qemu", "-k", sock, qcow2]
+    cmd = ["qemu-nbd", "-f", fmt, f"--cache={cache}", *aio, "--persistent", "--shared=16"]
+    cmd += ["--discard=unmap", "-x", "qemu", "-k", sock, image]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(100):
@@ -240,7 +240,7 @@ def _plain_rows(
         if "qemu" in servers:
             qcow2 = _qcow2(raw, os.path.join(root, "disk.qcow2"))
             sock = os.path.join(root, "qemu.sock")
-            uris["qemu-nbd"] = stack.enter_context(_qemu_nbd(qcow2, sock, cache))
+            uris["qemu-nbd"] = stack.enter_context(qemu_nbd(qcow2, sock, cache))
         return _measure(uris, WORKLOADS, size, runtime)
 
 
@@ -259,7 +259,7 @@ def _snapshot_rows(
         uris = {
             "evs rowstore": stack.enter_context(_exported(nbd, "snap", pool)),
             "qemu-nbd": stack.enter_context(
-                _qemu_nbd(qcow2, os.path.join(root, "snap.sock"), cache)
+                qemu_nbd(qcow2, os.path.join(root, "snap.sock"), cache)
             ),
         }
         return _measure(uris, SNAPSHOT_WORKLOADS, size, runtime)
@@ -292,9 +292,7 @@ def _chain_rows(nbd: NBDServer, root: str, raw: str, size: int, runtime: int, ca
         pool.flush()
         uris = {
             "evs rowstore": stack.enter_context(_exported(nbd, "chain", pool)),
-            "qemu-nbd": stack.enter_context(
-                _qemu_nbd(top, os.path.join(root, "chain.sock"), cache)
-            ),
+            "qemu-nbd": stack.enter_context(qemu_nbd(top, os.path.join(root, "chain.sock"), cache)),
         }
         return _measure(uris, CHAIN_WORKLOADS, size, runtime)
 

@@ -49,6 +49,11 @@ class Exporter(abc.ABC):
         """Connection info of every export, with its connection count."""
         return []
 
+    def offer_changes(self, bases: Callable[[str], list[tuple[str, str | None]]]) -> None:
+        """Let clients ask where an export differs from one of its snapshots: ``bases(id)``
+        lists ``(snapshot id, name)`` of those device ``id`` may be compared with. An
+        exporter that cannot tell ignores it."""
+
 
 class VolumeDriver(abc.ABC):
     """One backend group's volumes and redirect-on-write snapshots."""

@@ -200,6 +200,10 @@ class Backend(abc.ABC):
         raise self._cannot_manage()
 
     # -- changed-block diffs and group operations ---------------------------------------
+    #: True when ``changed_extents`` works, and devices from ``open_device`` have
+    #: ``changes(base_id, offset, length, limit)`` (NBD's ``evs:changed-since:`` context).
+    supports_diffs = False
+
     def changed_extents(self, old_id: str | None, new_id: str) -> Iterator[tuple[int, int, str]]:
         """Where ``new_id`` differs from ``old_id`` (None: from a device of zeros), in
         offset order: ``(offset, length, kind)``, ``kind`` "data" or "zero" (what

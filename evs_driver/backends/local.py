@@ -262,6 +262,8 @@ class LocalBackend(base.Backend):
         with self._open() as pool:
             pool.revert_all(pairs)
 
+    supports_diffs = True
+
     def changed_extents(self, old_id: str | None, new_id: str) -> Iterator[tuple[int, int, str]]:
         """The engine's diff of the two trees, asked for a page of runs at a time."""
         with self._open() as pool:

@@ -53,6 +53,8 @@ class ManagerBase:
             )
             self._release_dead_attachments()
             recovery.recover_abandoned(self)
+            if exporter is not None:
+                exporter.offer_changes(self.diff_bases)
         except BaseException:
             self.close()
             raise
@@ -84,6 +86,10 @@ class ManagerBase:
 
     def _release_dead_attachments(self) -> None:
         """Defined by the attachments operations."""
+
+    def diff_bases(self, device_id: str) -> list[tuple[str, str | None]]:
+        """Defined by the diff operations."""
+        raise NotImplementedError
 
     # -- backends ----------------------------------------------------------------------------
     def lock(self, backend: str) -> contextlib.AbstractContextManager:

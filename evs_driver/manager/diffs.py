@@ -110,6 +110,19 @@ class DiffOperations(ManagerBase):
         LOG.info("Applied diff %s to volume %s: snapshot %s", path, volume.id, snapshot.id)
         return {"volume": volume.id, "snapshot": snapshot.id, "data_bytes": written}
 
+    def diff_bases(self, device_id: str) -> list[tuple[str, str | None]]:
+        """``(id, name)`` of the snapshots volume or snapshot ``device_id`` may be compared
+        with over NBD (``evs:changed-since:``): the other available ones of its volume."""
+        with self.catalog.reading() as txn:
+            snapshot = txn.snapshot(device_id)
+            volume_id = snapshot.volume_id if snapshot is not None else device_id
+            snapshots = txn.snapshots(volume_id=volume_id)
+        return [
+            (s.id, s.display_name or None)
+            for s in snapshots
+            if s.status == "available" and s.id != device_id
+        ]
+
     # -- helpers ---------------------------------------------------------------------------
     def _pair(self, ref: str, from_ref: str | None):
         with self.catalog.reading() as txn:

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from evs_driver import exception
 from evs_driver.blockdev import BlockDevice
+from evs_driver.nbd.metacontext import Namespace
 from evs_driver.nbd.protocol import MAX_NAME_LENGTH
 
 Opener = Callable[[], BlockDevice]
@@ -19,13 +20,15 @@ Opener = Callable[[], BlockDevice]
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Export:
-    """One export: ``opener`` is called once per connection (and per NBD_OPT_INFO)."""
+    """One export: ``opener`` is called once per connection (and per NBD_OPT_INFO);
+    ``namespaces`` offer metadata contexts on this export only."""
 
     name: str
     opener: Opener
     read_only: bool = False
     aliases: tuple[str, ...] = ()
     description: str = ""
+    namespaces: tuple[Namespace, ...] = ()
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -57,10 +60,11 @@ class ExportRegistry:
         read_only: bool = False,
         aliases: Iterable[str] = (),
         description: str = "",
+        namespaces: Iterable[Namespace] = (),
     ) -> Export:
         """Register an export; ``AlreadyExists`` if the name or an alias is taken."""
         unique = tuple(alias for alias in dict.fromkeys(aliases) if alias != name)
-        export = Export(name, opener, read_only, unique, description)
+        export = Export(name, opener, read_only, unique, description, tuple(namespaces))
         for key in export.keys:
             _check_name(key)
         with self._lock:

@@ -157,7 +157,8 @@ class Handshake:
         if export is None:
             self._reply(option, p.REP_ERR_UNKNOWN, b"no such export: " + _utf8(raw_name, 256))
             return
-        contexts = metacontext.select(self._namespaces, queries, listing)
+        namespaces = (*self._namespaces, *export.namespaces)
+        contexts = metacontext.select(namespaces, queries, listing)
         if contexts is None:
             self._reply(
                 option, p.REP_ERR_INVALID, b"a query is namespace:name, e.g. base:allocation"

@@ -2,9 +2,9 @@
 
 A context answers with ``(length, flags)`` runs whose flags it defines. Contexts come from
 namespaces that match the client's queries (NBD_OPT_LIST/SET_META_CONTEXT, ``namespace:leaf``);
-``base:allocation`` (holes and zeros, from ``BlockDevice.extents``) is always offered. Another
-context, such as "changed since snapshot S" (QEMU offers ``qemu:dirty-bitmap:NAME`` alike),
-is a further ``Namespace`` given to the server: the protocol code needs no change.
+``base:allocation`` (holes and zeros, from ``BlockDevice.extents``) is always offered. Further
+namespaces are given to the server (for every export) or to one export: ``evs:changed-since:S``
+(``changes.py``, as QEMU's ``qemu:dirty-bitmap:NAME``) is one of the latter.
 """
 
 import dataclasses
@@ -22,10 +22,12 @@ _U32 = struct.Struct(">I")
 
 @dataclasses.dataclass(frozen=True)
 class MetaContext:
-    """One context: its full name and how it answers a query on a connection's device."""
+    """One context: its full name, how it answers a query on a connection's device, and
+    the flags that are true of any range (the answer when the query fails)."""
 
     name: str
     query: Callable[[BlockDevice, int, int], Extents]
+    unknown: int = 0
 
 
 class Namespace(Protocol):
@@ -118,7 +120,8 @@ def answer(context: MetaContext, device, offset: int, length: int, one: bool) ->
             if not left:
                 break
     except Exception as exc:
-        # Allocated, not known zero, is always a true answer: the client reads the data.
+        # ``unknown`` is always true (base:allocation: allocated, not known zero; the client
+        # reads the data), so a failed query costs the client work, never a wrong answer.
         LOG.warning("NBD %s query %d+%d failed: %s", context.name, offset, length, exc)
         safe = []
-    return safe or [(length, 0)]
+    return safe or [(length, context.unknown)]

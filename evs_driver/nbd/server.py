@@ -71,9 +71,11 @@ class NBDServer:
         read_only: bool = False,
         aliases: Iterable[str] = (),
         description: str = "",
+        namespaces: Iterable[metacontext.Namespace] = (),
     ) -> Export:
-        """Offer an export from now on; ``opener()`` gives each connection its device."""
-        return self.registry.add(name, opener, read_only, aliases, description)
+        """Offer an export from now on; ``opener()`` gives each connection its device;
+        ``namespaces`` offer metadata contexts on it besides the server's."""
+        return self.registry.add(name, opener, read_only, aliases, description, namespaces)
 
     def remove_export(self, name: str, timeout: float | None = 30.0) -> None:
         """Stop offering an export, end its connections and wait until their devices closed."""

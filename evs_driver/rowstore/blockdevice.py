@@ -1,6 +1,6 @@
 """One volume or snapshot of an open pool as a ``BlockDevice`` (for NBD and image copies)."""
 
-from evs_driver.blockdev import DeviceBase, Extents
+from evs_driver.blockdev import MAX_EXTENTS, DeviceBase, Extents
 from evs_driver.rowstore.pool import Pool
 
 
@@ -38,6 +38,11 @@ class PoolDevice(DeviceBase):
     def extents(self, offset: int, length: int) -> Extents:
         """Mapped chunks as data, unmapped ones as holes reading as zeros."""
         return self._pool.extents(self.name, offset, length)
+
+    def changes(self, base: str, offset: int, length: int, limit: int = MAX_EXTENTS) -> Extents:
+        """Where this device differs from device ``base`` of the pool, as ``extents``-style
+        runs (``CHANGED`` or 0), from the trees: the cost follows what changed."""
+        return self._pool.changes(base, self.name, offset, length, limit)
 
     def close(self) -> None:
         """Nothing to release: the pool belongs to the caller."""

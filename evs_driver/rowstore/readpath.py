@@ -5,12 +5,14 @@ and the others from its base; reading one device never blocks another's reads, a
 metadata lock is held only to look up the mapping, never across data I/O.
 """
 
+import itertools
+
 from evs_driver.blockdev import HOLE, ZERO, Extents
 from evs_driver.rowstore import overlays
 from evs_driver.rowstore.chunkstore import ChunkStore
 from evs_driver.rowstore.devicetable import Device
 from evs_driver.rowstore.state import PoolState
-from evs_driver.rowstore.tree import lookup_run
+from evs_driver.rowstore.tree import leaf_spans, lookup_run
 
 EXTENT_CHUNKS = 65536  # chunks one extents() call looks up
 
@@ -72,16 +74,22 @@ class ReadPath:
             device.require_alive()
             with self._state.lock:
                 height = self._state.geometry.height(device.size)
-                entries = lookup_run(self._state.nodes, device.root, height, first, count)
+                spans = list(leaf_spans(self._state.nodes, device.root, height, first, count))
+        # Whole missing leaves and groups of equal entries at a time, never chunk by chunk:
+        # a call on a mostly empty volume covers 65536 chunks, and clients (qemu) ask
+        # again after each run.
         runs: Extents = []
-        for index, entry in enumerate(entries):
-            start = max(offset, (first + index) * size)
-            run = min(offset + length, (first + index + 1) * size) - start
-            flags = 0 if entry else HOLE | ZERO
-            if runs and runs[-1][1] == flags:
-                runs[-1] = (runs[-1][0] + run, flags)
-            else:
-                runs.append((run, flags))
+        index, end = first, offset + length
+        for take, found in spans:
+            groups = [(False, take)] if found is None else _groups(found)
+            for mapped, chunks in groups:
+                start = max(offset, index * size)
+                index += chunks
+                run, flags = min(end, index * size) - start, 0 if mapped else HOLE | ZERO
+                if runs and runs[-1][1] == flags:
+                    runs[-1] = (runs[-1][0] + run, flags)
+                else:
+                    runs.append((run, flags))
         return runs
 
     def read_overlay(self, chunk: int, base: int, valid: int, in_offset: int, view) -> None:
@@ -104,3 +112,8 @@ class ReadPath:
             self._chunks.readinto(chunk * self._state.geometry.chunk_size + in_offset, view)
         else:
             self.read_overlay(chunk, row[0], row[1], in_offset, view)
+
+
+def _groups(entries: list[int]) -> list[tuple[bool, int]]:
+    """``(mapped, count)`` of each run of mapped or unmapped entries, counted in C."""
+    return [(mapped, len(list(group))) for mapped, group in itertools.groupby(entries, bool)]

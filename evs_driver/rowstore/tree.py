@@ -33,19 +33,23 @@ def find_leaf(nodes: NodeStore, root: int, height: int, vchunk: int) -> Node | N
     return nodes.get(node_id) if node_id else None
 
 
-def lookup_run(nodes: NodeStore, root: int, height: int, first: int, count: int) -> list[int]:
-    """Leaf entries (chunk + 1, or 0 when unmapped) for ``count`` slots from ``first``."""
-    entries: list[int] = []
+def leaf_spans(nodes: NodeStore, root: int, height: int, first: int, count: int) -> Iterator:
+    """``(count, entries)`` for each leaf's share of ``count`` slots from ``first``: the
+    leaf's entries for them, or None where the tree has no leaf (all unmapped)."""
     vchunk, end, mask = first, first + count, nodes.mask
     while vchunk < end:
         take = min(end, (vchunk | mask) + 1) - vchunk
         leaf = find_leaf(nodes, root, height, vchunk) if root else None
-        if leaf is None:
-            entries.extend([0] * take)
-        else:
-            index = vchunk & mask
-            entries.extend(leaf.entries[index : index + take])
+        index = vchunk & mask
+        yield take, None if leaf is None else leaf.entries[index : index + take]
         vchunk += take
+
+
+def lookup_run(nodes: NodeStore, root: int, height: int, first: int, count: int) -> list[int]:
+    """Leaf entries (chunk + 1, or 0 when unmapped) for ``count`` slots from ``first``."""
+    entries: list[int] = []
+    for take, found in leaf_spans(nodes, root, height, first, count):
+        entries.extend([0] * take if found is None else found)
     return entries
 
 

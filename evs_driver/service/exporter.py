@@ -22,7 +22,7 @@ from evs_driver import exception
 from evs_driver.conf import option_error, read_group
 from evs_driver.conf.nbd import NBD_GROUP, NBD_OPTS, register_nbd_opts
 from evs_driver.interface import Exporter
-from evs_driver.nbd import Limits, NBDServer, Slots, tls
+from evs_driver.nbd import Limits, NBDServer, Slots, changes, tls
 
 LOG = logging.getLogger(__name__)
 DEFAULT_PORT = 10809  # IANA's NBD port
@@ -96,6 +96,7 @@ class NBDExporter(Exporter):
         self._servers: dict[Endpoint, NBDServer] = {}
         self._served: dict[str, _Served] = {}
         self._closed = False
+        self._bases = None  # offer_changes: snapshots an export may be compared with
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts, default_socket: str | None) -> "NBDExporter":
@@ -146,6 +147,7 @@ class NBDExporter(Exporter):
                     read_only=read_only,
                     aliases=[name] if name else (),
                     description=name or "",
+                    namespaces=self._namespaces(backend, device_id),
                 )
             except BaseException:
                 self._stop_if_idle(endpoint)
@@ -165,6 +167,17 @@ class NBDExporter(Exporter):
             self._served[device_id] = _Served(endpoint, server, read_only, info)
         LOG.info("Serving %s at %s", device_id, info["uri"])
         return dict(info)
+
+    def offer_changes(self, bases) -> None:
+        """Offer ``evs:changed-since:S`` on exports made from now on, where the backend
+        can diff; ``bases(device_id)`` lists the candidates for S."""
+        self._bases = bases
+
+    def _namespaces(self, backend, device_id: str) -> tuple:
+        bases = self._bases
+        if bases is None or not backend.supports_diffs:
+            return ()
+        return (changes.ChangedSinceNamespace(lambda: bases(device_id)),)
 
     def _server(self, endpoint: Endpoint) -> tuple[NBDServer, Endpoint]:
         """The running server of ``endpoint``, started when there is none (lock held)."""

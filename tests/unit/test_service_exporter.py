@@ -14,12 +14,14 @@ from evs_driver.filedev import FileDevice
 from evs_driver.nbd import Limits
 from evs_driver.service.exporter import DEFAULT_PORT, Endpoint, NBDExporter
 from tests.functional.nbd.nbd_clients import requires
-from tests.functional.nbd.nbd_wire import WireClient, make_disk
+from tests.functional.nbd.nbd_wire import OPT_LIST_META_CONTEXT, WireClient, make_disk
 from tests.functional.nbd.tls_certs import make_pki
 
 
 class FileBackend:
     """A stand-in backend serving one raw file for every device id (the exporter's input)."""
+
+    supports_diffs = False
 
     def __init__(self, path):
         self.path = path
@@ -99,6 +101,22 @@ def test_export_on_default_socket_owner_only_and_reachable(exporter, backend, wo
     client.close()
     assert exporter.served("vol-1")["uri"] == info["uri"]
     assert [e["export_name"] for e in exporter.exports()] == ["vol-1"]
+
+
+@pytest.mark.parametrize("diffs", [False, True])
+def test_changed_since_is_offered_where_the_backend_can_diff(exporter, backend, workdir, diffs):
+    backend.supports_diffs = diffs
+    asked = []
+    exporter.offer_changes(lambda device_id: asked.append(device_id) or [("s-1", "monday")])
+    exporter.export(backend, "vol-1", read_only=False)
+    client = WireClient(os.path.join(workdir, "nbd.sock"))
+    client.greeting()
+    client.structured()
+    replies = client.meta_context(OPT_LIST_META_CONTEXT, "vol-1", "evs:")
+    client.close()
+    offered = [data[4:] for _type, data in replies[:-1]]
+    assert offered == ([b"evs:changed-since:monday"] if diffs else [])
+    assert asked == (["vol-1"] if diffs else [])
 
 
 def test_same_export_again_returns_same_info_other_endpoint_refused(exporter, backend, workdir):

@@ -19,6 +19,7 @@ def test_changed_block_diffs_are_refused_by_name(kind, cls):
         backend.changed_extents("snap-a", "snap-b")
     assert caught.value.code == errno.EOPNOTSUPP
     assert str(caught.value) == f"Backend b1 ({kind}) does not support changed-block diffs."
+    assert not backend.supports_diffs  # so its NBD exports offer no evs:changed-since:
 
 
 @pytest.mark.parametrize("kind,cls", [("lvm_thin", LvmThinBackend), ("rbd", RbdBackend)])

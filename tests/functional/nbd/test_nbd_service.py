@@ -190,3 +190,66 @@ def test_a_served_local_volume_reports_its_holes(state):
         assert "hole,zero" in run("nbdinfo", "--map", info["uri"]).stdout
     finally:
         assert service.stop() == 0, service.log_text()
+
+
+def _changed_runs(uri: str, context: str) -> list[tuple[int, int]]:
+    """(offset, length) of the runs ``nbdinfo --map`` reports changed (flag 1)."""
+    lines = run("nbdinfo", f"--map={context}", uri).stdout.splitlines()
+    fields = [[int(f) for f in line.split()[:3]] for line in lines if line.strip()]
+    return [(start, length) for start, length, flags in fields if flags & 1]
+
+
+def _joined(extents: list[dict]) -> list[tuple[int, int]]:
+    """``evs snapshot diff`` extents as (offset, length), adjacent ones joined."""
+    runs: list[tuple[int, int]] = []
+    for e in extents:
+        if runs and sum(runs[-1]) == e["offset"]:
+            runs[-1] = (runs[-1][0], runs[-1][1] + e["length"])
+        else:
+            runs.append((e["offset"], e["length"]))
+    return runs
+
+
+@requires("qemu-io", "qemu-img", "nbdinfo")
+def test_a_delta_fetched_over_nbd_brings_a_copy_of_the_snapshot_up_to_date(state):
+    service = start(state)
+    try:
+        info = serve_volume(state)
+        uri, sock, name = info["uri"], info["socket"], info["export_name"]
+        qemu_io(uri, "write -P 0x11 0 1M", "write -P 0x22 100M 2M", "write -P 0x33 700M 64k")
+        base = ok(state, "snapshot", "create", "v", "--name", "base")["id"]
+        qemu_io(uri, "write -P 0x44 101M 4k", "write -P 0x55 900M 1M", "discard 0 1M")
+        qemu_io(uri, "write -z 700M 64k", "flush")
+        delta = _changed_runs(uri, "evs:changed-since:base")
+        assert _changed_runs(uri, f"evs:changed-since:{base}") == delta
+        source = f"driver=nbd,server.type=unix,server.path={sock},export={name}"
+        bitmap = f"{source},x-dirty-bitmap=evs:changed-since:base"
+        entries = json.loads(run("qemu-img", "map", "--output=json", "--image-opts", bitmap).stdout)
+        assert [(e["start"], e["length"]) for e in entries if not e["data"]] == delta
+        now = ok(state, "snapshot", "create", "v", "--name", "now")["id"]
+        diff = ok(state, "snapshot", "diff", "now", "--from", "base")
+        assert diff["snapshot"] == now and diff["from"] == base
+        assert _joined(diff["extents"]) == delta and len(delta) == 4
+        # The snapshot export answers against the older snapshot alike; LIST names both.
+        snap = ok(state, "snapshot", "serve", "now")
+        assert _changed_runs(snap["uri"], "evs:changed-since:base") == delta
+        listing = run("nbdinfo", "--list", uri).stdout
+        assert "evs:changed-since:base" in listing and "evs:changed-since:now" in listing
+        assert run("nbdinfo", "--map=evs:changed-since:nope", uri, ok=False).returncode != 0
+        # A copy of the base, then only the delta read over NBD: the volume, byte for byte.
+        copy, whole = f"{state}/copy.raw", f"{state}/whole.raw"
+        ok(state, "snapshot", "export", base, copy)
+        run("qemu-img", "convert", "-O", "raw", uri, whole)
+        compare = ("qemu-img", "compare", "-f", "raw", "-F", "raw", copy, whole)
+        assert run(*compare, ok=False).returncode == 1  # 1: they differ
+        for offset, length in delta:
+            piece = f"driver=raw,offset={offset},size={length}"
+            run(
+                "qemu-img", "convert", "-n",
+                "--image-opts", f"{piece},file.{source.replace(',', ',file.')}",
+                "--target-image-opts", f"{piece},file.driver=file,file.filename={copy}",
+            )  # fmt: skip
+        run(*compare)
+        assert diff["changed_bytes"] == sum(length for _offset, length in delta) < 3 * MiB
+    finally:
+        assert service.stop() == 0, service.log_text()

@@ -1,6 +1,7 @@
 """Devices: sizes, reads, writes, discards, extends and the errors around them."""
 
 import os
+import random
 import shutil
 import tempfile
 import unittest
@@ -9,6 +10,7 @@ import ddt
 import pytest
 
 from evs_driver import exception
+from evs_driver.blockdev import HOLE, ZERO
 from evs_driver.rowstore import Pool
 from tests.unit.rowstore.conftest import CHUNK, spy_chunk_writes
 
@@ -199,3 +201,36 @@ def test_a_refused_snapshot_or_clone_changes_no_reference_count(pool):
     with pytest.raises(exception.AlreadyExists):
         pool.clone("v", "w")
     assert pool.check().clean
+
+
+def _chunk_by_chunk(mapped: list[bool], offset: int, length: int) -> list[tuple[int, int]]:
+    """The extents of a range worked out one chunk at a time, runs of equal flags joined."""
+    runs: list[tuple[int, int]] = []
+    position, end = offset, offset + length
+    while position < end:
+        flags = 0 if mapped[position // CHUNK] else HOLE | ZERO
+        run = min(end, (position // CHUNK + 1) * CHUNK) - position
+        if runs and runs[-1][1] == flags:
+            runs[-1] = (runs[-1][0] + run, flags)
+        else:
+            runs.append((run, flags))
+        position += run
+    return runs
+
+
+def test_extents_are_the_mapping_over_missing_and_present_leaves(pool):
+    chunks = 200  # fan-out 4: leaves of 4 chunks, most of them missing at first
+    pool.create_volume("v", chunks * CHUNK)
+    mapped = [False] * chunks
+    rng = random.Random(11)
+    for _ in range(60):
+        chunk = rng.randrange(chunks)
+        if rng.random() < 0.7:
+            pool.write("v", chunk * CHUNK + rng.randrange(CHUNK), b"x")
+            mapped[chunk] = True
+        else:
+            pool.discard("v", chunk * CHUNK, CHUNK)
+            mapped[chunk] = False
+        offset = rng.randrange(chunks * CHUNK - 1)
+        length = rng.randrange(1, min(chunks * CHUNK - offset, 40 * CHUNK) + 1)
+        assert pool.extents("v", offset, length) == _chunk_by_chunk(mapped, offset, length)
