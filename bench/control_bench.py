@@ -84,11 +84,16 @@ def ratio_row(what: str, mine: list[float], theirs: list[float], unit: str, goal
     )
 
 
-def bench_args(description: str, pairs: int, argv: list[str] | None) -> argparse.Namespace:
-    """``--pairs`` (at least 3) and ``--dir``: the arguments of every interleaved bench."""
+def bench_args(
+    description: str, pairs: int, argv: list[str] | None, **flags: str
+) -> argparse.Namespace:
+    """``--pairs`` (at least 3) and ``--dir``: the arguments of every interleaved bench;
+    ``flags``: a bench's own on/off options, name=help."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--pairs", type=int, default=pairs, help="interleaved pairs (at least 3)")
     parser.add_argument("--dir", default=None, help="where to put its files (default: /tmp)")
+    for name, text in flags.items():
+        parser.add_argument(f"--{name}", action="store_true", help=text)
     args = parser.parse_args(argv)
     if args.pairs < 3:
         parser.error("--pairs must be at least 3")
