@@ -11,14 +11,13 @@ returned during a sync counts as covered only by a later one.
 
 import random
 import threading
-import time
 
 import pytest
 
 from evs_driver.rowstore import Pool
 from evs_driver.rowstore.disk import Disk
 from evs_driver.rowstore.groupcommit import GroupCommit
-from tests.unit.rowstore.conftest import CHUNK
+from tests.unit.rowstore.conftest import CHUNK, wait_for
 from tests.unit.rowstore.crashstates import RecordingDisk, crash_state, write_state
 
 FLUSHERS = 8
@@ -46,14 +45,6 @@ class GatedDisk(RecordingDisk):
             assert gate.wait(30), "the held sync was never released"
         Disk.fdatasync(self, fd)
         self.completed += 1
-
-
-def _wait_for(condition, what: str) -> None:
-    """Poll until ``condition()``; the deadline only bounds a hang, it measures nothing."""
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def _payload(index: int) -> bytes:
@@ -91,7 +82,7 @@ def _concurrent_flushes(tmp_path) -> tuple[GatedDisk, Pool, int]:
     others = [threading.Thread(target=flusher, args=(i,)) for i in range(1, FLUSHERS)]
     for thread in others:
         thread.start()
-    _wait_for(lambda: pool._group.waiting == FLUSHERS - 1, "the other flushes to queue")
+    wait_for(lambda: pool._group.waiting == FLUSHERS - 1, "the other flushes to queue")
     release.set()
     for thread in [first, *others]:
         thread.join(30)
@@ -165,7 +156,7 @@ def test_a_failed_round_fails_its_caller_and_the_waiters_run_their_own():
     waiters = [threading.Thread(target=flusher, args=(f"w{i}",), name=f"w{i}") for i in range(3)]
     for thread in waiters:
         thread.start()
-    _wait_for(lambda: group.waiting == 3, "the waiters to queue")
+    wait_for(lambda: group.waiting == 3, "the waiters to queue")
     release.set()
     for thread in [first, *waiters]:
         thread.join(30)
@@ -224,7 +215,7 @@ def test_a_data_sync_finding_nothing_new_waits_for_the_sync_under_way(tmp_path):
         assert disk.held.wait(30)
         before = disk.completed
         second.start()
-        _wait_for(lambda: counted.asked == 2, "the second sync to ask")
+        wait_for(lambda: counted.asked == 2, "the second sync to ask")
         assert seen == []
         release.set()
         first.join(30), second.join(30)
