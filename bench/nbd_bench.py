@@ -1,6 +1,7 @@
 """NBD server benchmark: our server against qemu-nbd, with fio's nbd engine, in one run.
 
-Run: ``python -m bench.nbd_bench [--size 1G] [--runtime 5] [--dir DIR] [--only snapshots]``.
+Run: ``python -m bench.nbd_bench [--size 1G] [--runtime 5] [--dir DIR] [--only snapshots]``;
+``--only nbdkit`` runs the flush and multi-connection rows against nbdkit (see ``nbdkit_rows``).
 Serves the same content three ways (our server on a raw file, our server on a rowstore volume,
 qemu-nbd on a qcow2) and runs sequential 1 MiB and random 4 KiB reads and writes at iodepth 32
 against each. Then it compares a pool volume with a qcow2 after 100 snapshots (internal qcow2
@@ -16,9 +17,10 @@ import random
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 
+from bench import nbdkit_rows
+from bench.helpers import wait_for_socket
 from evs_driver.filedev import FileDevice
 from evs_driver.nbd import NBDServer
 from evs_driver.rowstore import Pool
@@ -114,14 +116,7 @@ def qemu_nbd(image: str, sock: str, cache: str, fmt: str = "qcow2") -> Iterator[
     cmd += ["--discard=unmap", "-x", "qemu", "-k", sock, image]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(100):
-            if os.path.exists(sock):
-                break
-            if proc.poll() is not None:
-                raise SystemExit(f"qemu-nbd failed: {proc.stderr.read()}")
-            time.sleep(0.05)
-        else:
-            raise SystemExit("qemu-nbd did not create its socket")
+        wait_for_socket(proc, sock, "qemu-nbd")
         yield f"nbd+unix:///qemu?socket={sock}"
     finally:
         proc.terminate()
@@ -132,8 +127,10 @@ def qemu_nbd(image: str, sock: str, cache: str, fmt: str = "qcow2") -> Iterator[
             proc.wait()
 
 
-def _fio(uri: str, rw: str, bs: str, size: int, runtime: int, ramp: int) -> tuple[float, float]:
-    """Run one fio job; return (IOPS, MB/s)."""
+def _fio(
+    uri: str, rw: str, bs: str, size: int, runtime: int, ramp: int, extra: list[str] = ()
+) -> tuple[float, float]:
+    """Run one fio job (``extra``: more fio options); return (IOPS, MB/s)."""
     cmd = [
         "fio",
         "--name=bench",
@@ -148,6 +145,7 @@ def _fio(uri: str, rw: str, bs: str, size: int, runtime: int, ramp: int) -> tupl
         f"--ramp_time={ramp}",
         "--randrepeat=0",
         "--output-format=json",
+        *extra,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     job = json.loads(out[out.index("{") :])["jobs"][0]
@@ -178,11 +176,13 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--only",
-        choices=[*SERVERS, "snapshots"],
+        choices=[*SERVERS, "snapshots", "nbdkit"],
         action="append",
         help="run only these (repeatable): the plain rows of a server, or the rows after "
-        f"{SNAPSHOTS} snapshots and along a {CHAIN}-deep chain (pool volume against qcow2)",
+        f"{SNAPSHOTS} snapshots and along a {CHAIN}-deep chain (pool volume against qcow2), "
+        "or the flush and 4-connection rows against nbdkit",
     )
+    parser.add_argument("--pairs", type=int, default=3, help="interleaved pairs for nbdkit rows")
     args = parser.parse_args(argv)
     for tool in ("fio", "qemu-nbd", "qemu-img", "qemu-io"):
         if shutil.which(tool) is None:
@@ -190,12 +190,13 @@ def main(argv=None) -> None:
     size = _parse_size(args.size)
     root = tempfile.mkdtemp(prefix="nbdbench-", dir=args.dir or "/tmp")
     try:
-        _run(root, size, args.runtime, args.only or [*SERVERS, "snapshots"], args.qemu_cache)
+        only = args.only or [*SERVERS, "snapshots", "nbdkit"]
+        _run(root, size, args.runtime, only, args.qemu_cache, args.pairs)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _run(root: str, size: int, runtime: int, only: list[str], qemu_cache: str) -> None:
+def _run(root: str, size: int, runtime: int, only: list[str], qemu_cache: str, pairs: int) -> None:
     raw = os.path.join(root, "disk.raw")
     _make_content(raw, size)
     cache = qemu_cache
@@ -217,9 +218,15 @@ def _run(root: str, size: int, runtime: int, only: list[str], qemu_cache: str) -
             print(f"writes after snapshots: the first {runtime} s, no ramp")
             results |= _snapshot_rows(nbd, root, raw, size, runtime, cache)
             results |= _chain_rows(nbd, root, raw, size, runtime, cache)
+        if "nbdkit" in only:
+            with _filled_pool(os.path.join(root, "kit-pool"), raw, size, size + 256 * MiB) as pool:
+                lines = nbdkit_rows.measure(nbd, pool, raw, root, size, runtime, pairs, _fio)
     finally:
         nbd.close()
-    _print_table(results)
+    if results:
+        _print_table(results)
+    if "nbdkit" in only:
+        print("\n".join(lines))
 
 
 def _plain_rows(

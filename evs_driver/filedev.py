@@ -15,6 +15,8 @@ class FileDevice(DeviceBase):
     #: Every handle on the file shares the kernel's page cache, and ``fdatasync`` on any
     #: of them makes all acknowledged writes durable, so NBD multi-conn is safe.
     can_multi_conn = True
+    #: Positional I/O on one descriptor: a flush may run beside reads and writes.
+    concurrent_flush = True
 
     def __init__(self, path: str, read_only: bool = False):
         self.path = path

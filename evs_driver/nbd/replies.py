@@ -17,6 +17,7 @@ other commands keep simple replies, which the protocol allows when there is no p
 import mmap
 import socket
 import ssl
+import threading
 
 from evs_driver import exception
 from evs_driver.blockdev import Extents
@@ -44,6 +45,8 @@ class ReplyWriter:
         self._parts: list = []
         self._pack = p.SIMPLE_REPLY.pack
         self._send = self._send_tls if isinstance(sock, ssl.SSLSocket) else self._sendmsg
+        # Held by each send: a flush thread answers beside the request loop (``flushing``).
+        self._sending = threading.Lock()
 
     def reply(self, cookie: int, error: int) -> None:
         """Queue a reply without data (writes, flushes, errors other than a read's)."""
@@ -123,12 +126,20 @@ class ReplyWriter:
         parts = self._parts
         if not parts:
             return
-        try:
-            self._send(parts)
-        except TIMED_OUT:
-            raise exception.NBDTimeout(reason="it stopped reading its replies") from None
+        self._send_locked(parts)
         parts.clear()
         self._used = 0
+
+    def send_now(self, cookies: list[int], error: int) -> None:
+        """Send simple replies at once, from any thread (queued replies are not touched)."""
+        self._send_locked([self._pack(p.SIMPLE_REPLY_MAGIC, error, c) for c in cookies])
+
+    def _send_locked(self, parts: list) -> None:
+        try:
+            with self._sending:
+                self._send(parts)
+        except TIMED_OUT:
+            raise exception.NBDTimeout(reason="it stopped reading its replies") from None
 
     def _sendmsg(self, parts: list) -> None:
         sent = self._sock.sendmsg(parts)

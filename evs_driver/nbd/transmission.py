@@ -2,19 +2,22 @@
 
 Requests are handled one at a time in arrival order while the client keeps sending
 (pipelining), so a FLUSH is answered only after every earlier write returned and the
-device's flush returned. Payloads go straight from the socket into reused buffers, and
-replies are coalesced (see ``replies``) so a burst of requests costs few system calls.
-Reads and writes larger than the reply arena go through it piece by piece, so a connection
-never holds more than the arena however large its requests.
+device's flush returned; where the device allows, that flush runs in a thread of its own
+while later requests are served (``flushing``). Payloads go straight from the socket into
+reused buffers, and replies are coalesced (see ``replies``) so a burst of requests costs few
+system calls. Reads and writes larger than the reply arena go through it piece by piece, so
+a connection never holds more than the arena however large its requests.
 """
 
 import logging
 import socket
+import ssl
 
 from evs_driver import exception
 from evs_driver.nbd import metacontext
 from evs_driver.nbd import protocol as p
 from evs_driver.nbd.errmap import nbd_error
+from evs_driver.nbd.flushing import Flusher
 from evs_driver.nbd.replies import ARENA_SIZE, ReplyWriter
 from evs_driver.nbd.session import Session
 from evs_driver.nbd.stream import SocketReader
@@ -47,6 +50,11 @@ class Transmission:
         self._max_block = max_block
         self._contexts = list(enumerate(session.contexts, start=1))  # ids as the handshake gave
         self._zeros = b""
+        self._flusher = None
+        if getattr(self._device, "concurrent_flush", False) and not isinstance(sock, ssl.SSLSocket):
+            self._flusher = Flusher(
+                lambda: self._call(self._flush), self._replies.send_now, lambda: _hang_up(sock)
+            )
 
     def run(self) -> None:
         """Serve until the client sends DISC; raise ``NBDDisconnected``/``NBDProtocolError``."""
@@ -54,6 +62,8 @@ class Transmission:
             self._serve()
         finally:
             self._reader.before_wait = None
+            if self._flusher is not None:
+                self._flusher.close()  # every FLUSH received is answered (or the link is gone)
         self._replies.flush()
 
     def _serve(self) -> None:
@@ -89,8 +99,12 @@ class Transmission:
                 replies.reply(cookie, self._write(flags, cookie, offset, length))
             elif command == p.CMD_FLUSH:
                 replies.flush()  # finished requests are not held back by a slow sync
-                error = p.EINVAL if flags & ~_KNOWN_FLAGS else self._call(self._flush)
-                replies.reply(cookie, error)
+                if flags & ~_KNOWN_FLAGS:
+                    replies.reply(cookie, p.EINVAL)
+                elif self._flusher is not None:
+                    self._flusher.submit(cookie)  # answered once a flush begun from now returns
+                else:
+                    replies.reply(cookie, self._call(self._flush))
             elif command == p.CMD_TRIM:
                 replies.reply(cookie, self._modify(flags, offset, length, self._trim))
             elif command == p.CMD_WRITE_ZEROES:
@@ -233,3 +247,11 @@ class Transmission:
         error = nbd_error(exc)
         LOG.warning("NBD %s %s+%s failed (NBD error %d): %s", what, offset, length, error, exc)
         return error
+
+
+def _hang_up(sock: socket.socket) -> None:
+    """End a connection from another thread: its request loop then stops."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -10,6 +10,8 @@ class PoolDevice(DeviceBase):
     #: Every connection writes through the one open pool, and its flush commits the whole
     #: pool, so a flush on any connection covers writes acknowledged on all of them.
     can_multi_conn = True
+    #: The pool is thread-safe: a connection's flush may run beside its reads and writes.
+    concurrent_flush = True
 
     def __init__(self, pool: Pool, name: str, writable: bool = True):
         """``NotFound`` when the pool has no such device; snapshots are always read-only."""

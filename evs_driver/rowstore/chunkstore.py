@@ -12,6 +12,7 @@ Invariants kept with the pool:
 import errno
 import os
 import struct
+import threading
 import uuid
 
 from evs_driver import exception
@@ -55,6 +56,9 @@ class ChunkStore:
         self._can_punch = True
         #: A write, zeroing or resize returned since the last sync began.
         self._unsynced = False
+        # One sync at a time: a caller that finds nothing new written must still wait for
+        # the sync under way, which is the one that covers its writes.
+        self._syncing = threading.Lock()
 
     @classmethod
     def create(
@@ -173,15 +177,16 @@ class ChunkStore:
     def sync(self) -> None:
         """Make every write that returned durable (``FileSystemFull`` on ENOSPC); nothing to
         do when none returned since the last sync began."""
-        if not self._unsynced:
-            return
-        # Cleared first: a write returning during the sync sets it again for the next one.
-        self._unsynced = False
-        try:
-            self._disk.fdatasync(self.fd)
-        except OSError as err:
-            self._unsynced = True
-            raise self._error(err) from err
+        with self._syncing:
+            if not self._unsynced:
+                return
+            # Cleared first: a write returning during the sync sets it again for the next one.
+            self._unsynced = False
+            try:
+                self._disk.fdatasync(self.fd)
+            except OSError as err:
+                self._unsynced = True
+                raise self._error(err) from err
 
 
 def _identity_of(info: os.stat_result) -> tuple[int, int]:

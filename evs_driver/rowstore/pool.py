@@ -37,6 +37,7 @@ from evs_driver.rowstore.devicetable import Device, DeviceInfo, DeviceTable
 from evs_driver.rowstore.discard import Discarder
 from evs_driver.rowstore.disk import REAL, Disk
 from evs_driver.rowstore.geometry import DEFAULT_BITS, DEFAULT_CHUNK_SIZE, Geometry
+from evs_driver.rowstore.groupcommit import GroupCommit
 from evs_driver.rowstore.lockfile import PoolLock
 from evs_driver.rowstore.metastore import FORMAT_VERSION, MetaStore, new_pool_settings
 from evs_driver.rowstore.nodes import NodeStore
@@ -184,6 +185,7 @@ class Pool(CrossDeviceCalls):
         self._control = ControlOperations(state, self._transaction)
         self._groups, self._differ = GroupOperations(state, self._transaction), Differ(state)
         self._accounting = Accounting(state, meta)
+        self._group = GroupCommit(self._sync_round)
 
     def close(self) -> None:
         """Commit everything, mark the pool cleanly closed (if it is not marked so already)
@@ -312,7 +314,12 @@ class Pool(CrossDeviceCalls):
         self.discard(name, offset, length)
 
     def flush(self) -> None:
-        """Make every write that returned before this call durable."""
+        """Make every write that returned before this call durable; concurrent flushes
+        (FUA writes, other connections, the background commit) share one round of syncs."""
+        self._group.flush()
+
+    def _sync_round(self) -> None:
+        """One group commit round: the data sync, and the metadata commit if any changed."""
         if self._transaction.pending():
             self._transaction.commit()
         else:
@@ -334,7 +341,7 @@ class Pool(CrossDeviceCalls):
                 # Commit when due, or at once when collection just finished: freed space
                 # becomes reusable only after a commit.
                 if self._transaction.pending() and (due or (collected and not more)):
-                    self._transaction.commit()
+                    self._group.flush()
                 failing = False
             except exception.EVSError as err:  # e.g. a full file system: retried, said once
                 if not failing:

@@ -1,6 +1,10 @@
-"""A reader-writer lock: many readers or one writer (writers are not starved)."""
+"""A reader-writer lock: many readers or one writer (writers are not starved).
 
-import contextlib
+Every data-path call takes one, so it is kept cheap: ``read()`` and ``write()`` return one
+reusable guard each (no generator per use), the state sits behind a plain lock, and a
+reader leaving wakes waiters only when a writer waits.
+"""
+
 import threading
 
 
@@ -8,36 +12,69 @@ class RWLock:
     """Readers share; a waiting writer blocks new readers."""
 
     def __init__(self):
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self._read = _Reading(self)
+        self._write = _Writing(self)
 
-    @contextlib.contextmanager
-    def read(self):
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+    def read(self) -> "_Reading":
+        """``with lock.read():`` shares the lock with other readers."""
+        return self._read
 
-    @contextlib.contextmanager
-    def write(self):
-        with self._cond:
-            self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
+    def write(self) -> "_Writing":
+        """``with lock.write():`` holds the lock alone."""
+        return self._write
+
+
+class _Guard:
+    """One side of a lock, entered with ``with`` (one per lock, shared by every thread: it
+    holds no state of its own)."""
+
+    __slots__ = ("_rw",)
+
+    def __init__(self, rw: RWLock):
+        self._rw = rw
+
+
+class _Reading(_Guard):
+    """The reader's side."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        rw = self._rw
+        with rw._lock:
+            while rw._writer or rw._writers_waiting:
+                rw._cond.wait()
+            rw._readers += 1
+
+    def __exit__(self, *exc) -> None:
+        rw = self._rw
+        with rw._lock:
+            rw._readers -= 1
+            if not rw._readers and rw._writers_waiting:
+                rw._cond.notify_all()
+
+
+class _Writing(_Guard):
+    """The writer's side."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        rw = self._rw
+        with rw._lock:
+            rw._writers_waiting += 1
+            while rw._writer or rw._readers:
+                rw._cond.wait()
+            rw._writers_waiting -= 1
+            rw._writer = True
+
+    def __exit__(self, *exc) -> None:
+        rw = self._rw
+        with rw._lock:
+            rw._writer = False
+            rw._cond.notify_all()

@@ -1,8 +1,18 @@
+import time
+
 import pytest
 
 from evs_driver.rowstore import Pool
 
 CHUNK = 4096
+
+
+def wait_for(condition, what: str) -> None:
+    """Poll until ``condition()``; the deadline only bounds a hang, it measures nothing."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.002)
 
 
 def spy_chunk_writes(pool, monkeypatch) -> list:

@@ -24,6 +24,7 @@ LAYERS = [
     "state",
     "transaction",
     "collector",
+    "groupcommit",
     "checker",
     "readpath",
     "writepath",
