@@ -20,7 +20,7 @@ import time
 
 from oslo_config import cfg
 
-from bench.control_bench import (
+from bench.helpers import (
     bench_args,
     evs,
     evs_env,

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 
-from bench.control_bench import bench_args, interleaved, print_table, ratio_row
+from bench.helpers import bench_args, interleaved, print_table, ratio_row
 from evs_driver.rowstore import Pool
 
 MiB, GiB = 1 << 20, 1 << 30

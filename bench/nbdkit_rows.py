@@ -63,7 +63,9 @@ def measure(
                 def run(uri, extra=extra):
                     return fio(uri, "randwrite", "4k", size, runtime, 1, extra)[0]
 
-                mine, theirs = interleaved(pairs, lambda: run(ours), lambda: run(anchor))
+                mine, theirs = interleaved(
+                    pairs, lambda: run(ours), lambda: run(anchor), warm_up=False
+                )
                 (a, a_low, a_high), (b, b_low, b_high) = median_spread(mine), median_spread(theirs)
                 lines.append(
                     f"{label:<46} {a:>9,.0f} {b:>9,.0f} {a / b:6.2f}  {goal}"

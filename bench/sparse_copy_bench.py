@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import tempfile
 
-from bench.control_bench import bench_args, interleaved, print_table, ratio_row, run_timed
+from bench.helpers import bench_args, interleaved, print_table, ratio_row, run_timed
 from bench.nbd_bench import qemu_nbd
 from evs_driver.nbd import NBDServer
 from evs_driver.rowstore import Pool
