@@ -112,7 +112,16 @@ class WritePath:
             for piece in plan:
                 self._apply(device, piece)
             self._state.devices.touch(device)
+        self.commit_if_crowded()
         return any(piece.leaf is not None or piece.new_valid for piece in plan)
+
+    def commit_if_crowded(self) -> None:
+        """Commit when changed nodes fill half the node cache (only a commit lets them go).
+
+        Call where the metadata is whole (no write half applied); never needed under the
+        default bound, where a commit interval's changes fit many times over."""
+        if self._state.nodes.crowded():
+            self._transaction.commit()
 
     def _plan(self, device: Device, offset: int, view: memoryview) -> list[Piece]:
         """Decide where each piece goes, reserving new chunks (under the metadata lock)."""
