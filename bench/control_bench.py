@@ -58,6 +58,20 @@ def _row(what: str, mine: list[float], theirs: list[float], unit: str, goal: str
     )
 
 
+def _print_table(rows: list[str], pairs: int, load_before: tuple, note: str = "") -> None:
+    """The rows under a header, then the run's pairs, load average and machine."""
+    load_after = os.getloadavg()
+    print(f"{'what':<44} {'evs':>11} {'anchor':>11} {'ratio':>6}  goal")
+    for row in rows:
+        print(row)
+    print(
+        f"{note}{pairs} interleaved pairs, medians; load average (1/5/15 min) "
+        f"before {'/'.join(f'{x:.2f}' for x in load_before)}, "
+        f"after {'/'.join(f'{x:.2f}' for x in load_after)}; "
+        f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}"
+    )
+
+
 def _strace_counts(argv: list[str], env: dict, workdir: str) -> tuple[int, int]:
     """(fsync + fdatasync calls, opens of a pool's data file) of one run, by strace."""
     log = os.path.join(workdir, "strace.log")
@@ -150,16 +164,7 @@ def main(argv: list[str] | None = None) -> None:
             syncs, opens = _strace_counts(_evs(*command), env, workdir)
             rows.append(f"{'fsync/fdatasync calls in ' + what:<44} {syncs:8d}    goal <= {goal}")
             rows.append(f"{'pool opens in ' + what:<44} {opens:8d}    goal <= 1")
-        load_after = os.getloadavg()
-        print(f"{'what':<44} {'evs':>11} {'anchor':>11} {'ratio':>6}  goal")
-        for row in rows:
-            print(row)
-        print(
-            f"{args.pairs} interleaved pairs, medians; load average (1/5/15 min) "
-            f"before {'/'.join(f'{x:.2f}' for x in load_before)}, "
-            f"after {'/'.join(f'{x:.2f}' for x in load_after)}; "
-            f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}"
-        )
+        _print_table(rows, args.pairs, load_before)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

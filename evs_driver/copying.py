@@ -2,8 +2,11 @@
 
 Full clones, raw image imports and exports all go through ``copy_into``. It asks the source
 which ranges hold data (``BlockDevice.extents``: a pool's mapping, a file's holes), so
-unallocated space is skipped without being read; data is read in large pieces, and pieces
-that are all zeros are not written (or are unmapped, when the target held data before).
+unallocated space is skipped without being read. When the target is a regular file and
+the source can hand its data to the kernel (``copy_to_file``: a pool's chunks, a file on
+the same file system), the kernel copies it (``copy_file_range``); otherwise, or when the
+kernel refuses, data is read in large pieces, and pieces that are all zeros are not
+written (or are unmapped, when the target held data before).
 """
 
 from collections.abc import Callable
@@ -28,13 +31,17 @@ def copy_into(
     file), so ranges that read as zeros need no work at all."""
     total = src.size
     buf = memoryview(bytearray(min(PIECE, max(total, 1))))
+    target = dst.plain_file()
     written = done = 0
     while done < total:
         for length, flags in src.extents(done, total - done):
             if flags & (HOLE | ZERO):
                 if not target_is_zero:
                     dst.write_zeroes(done, length)
+            elif target is not None and src.copy_to_file(done, length, target):
+                written += length
             else:
+                target = None  # the kernel cannot: read and write from here on
                 written += _copy_data(src, dst, done, length, buf, target_is_zero)
             done += length
             if progress:

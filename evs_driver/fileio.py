@@ -114,6 +114,20 @@ def pread_full(fd: int, view: memoryview, offset: int) -> int:
     return done
 
 
+def copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:
+    """Copy bytes between two regular files on one file system inside the kernel
+    (``copy_file_range``: no pass through this process; a reflink where the file system
+    shares extents). ``OSError`` when the kernel cannot (EXDEV between file systems)."""
+    if os.fstat(src).st_dev != os.fstat(dst).st_dev:
+        raise OSError(errno.EXDEV, "not on one file system")
+    done = 0
+    while done < length:
+        moved = os.copy_file_range(src, dst, length - done, src_offset + done, dst_offset + done)
+        if not moved:  # the source ends early
+            raise OSError(errno.EINVAL, "copy_file_range stopped short")
+        done += moved
+
+
 def pwrite_full(fd: int, data, offset: int) -> None:
     """Write all of ``data`` at ``offset`` (``pwrite`` may write less than asked)."""
     view = memoryview(data).cast("B")

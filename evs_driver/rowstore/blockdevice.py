@@ -39,5 +39,9 @@ class PoolDevice(DeviceBase):
         """Mapped chunks as data, unmapped ones as holes reading as zeros."""
         return self._pool.extents(self.name, offset, length)
 
+    def copy_to_file(self, offset: int, length: int, fd: int) -> bool:
+        """Copy a range into ``fd`` at the same offsets, chunks inside the kernel."""
+        return self._pool.copy_to_file(self.name, offset, length, fd)
+
     def close(self) -> None:
         """Nothing to release: the pool belongs to the caller."""

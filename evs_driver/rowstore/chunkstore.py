@@ -14,7 +14,7 @@ import os
 import struct
 import uuid
 
-from evs_driver import exception
+from evs_driver import exception, fileio
 from evs_driver.rowstore import directory
 from evs_driver.rowstore.disk import REAL, Disk
 
@@ -142,6 +142,11 @@ class ChunkStore:
                 size = os.fstat(self.fd).st_size
                 raise self._damaged(f"{self._size_problem(size)}; {_RESTORE}")
             done += more
+
+    def copy_out(self, position: int, fd: int, at: int, length: int) -> None:
+        """Copy bytes of the file into another regular file inside the kernel (``OSError``
+        when it cannot: the caller reads and writes instead)."""
+        fileio.copy_range(self.fd, position, fd, at, length)
 
     def write(self, position: int, data) -> None:
         try:

@@ -296,6 +296,12 @@ class Pool(CrossDeviceCalls):
         device = self._checked(name, offset, length)
         return self._reader.extents(device, offset, length) if length else []
 
+    def copy_to_file(self, name: str, offset: int, length: int, fd: int) -> bool:
+        """Copy a range of a device into the regular file ``fd`` at the same offsets, its
+        chunks inside the kernel; False (maybe part done) when the kernel cannot."""
+        device = self._checked(name, offset, length)
+        return self._reader.copy_to_file(device, offset, length, fd) if length else True
+
     def write(self, name: str, offset: int, data, fua: bool = False) -> None:
         """Write ``data`` at ``offset``; with ``fua`` it is durable when this returns."""
         view = memoryview(data).cast("B")

@@ -1,0 +1,75 @@
+"""Bulk copies (issue 13): ``evs volume create --full-clone`` of a volume holding N GiB of
+written data, against ``qemu-img convert`` of the same data as a raw file, in the same run.
+
+``python -m bench.copy_bench [--gib N] [--pairs N] [--dir DIR]`` imports N GiB of random
+data into a volume, then times whole commands in interleaved pairs (A B A B, after one
+warm-up of each): our full clone (embedded) and ``qemu-img convert -O raw`` of the raw
+file the volume was imported from (both sources in the page cache). Each copy is deleted
+after its timing. Prints medians with their spread (min-max) and the load average.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from bench.control_bench import _evs, _pairs, _print_table, _row, _run
+
+BLOCK = 64 << 20
+
+
+def _quiet(argv: list[str], env: dict | None = None) -> None:
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the bulk-copy benchmark and print its row."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gib", type=int, default=4, help="GiB written in the source")
+    parser.add_argument("--pairs", type=int, default=3, help="interleaved pairs (at least 3)")
+    parser.add_argument("--dir", default=None, help="where to put the state (default: /tmp)")
+    args = parser.parse_args(argv)
+    if args.pairs < 3:
+        parser.error("--pairs must be at least 3")
+    workdir = tempfile.mkdtemp(prefix="evs-copy-bench-", dir=args.dir)
+    try:
+        state = os.path.join(workdir, "state")
+        env = dict(os.environ, EVS_STATE_PATH=state, HOME=workdir)
+        env.pop("EVS_FAULT_INJECT", None)
+        payload = os.path.join(workdir, "payload.raw")
+        with open(payload, "wb") as file:
+            for _ in range((args.gib << 30) // BLOCK):
+                file.write(os.urandom(BLOCK))
+        _quiet(_evs("volume", "create", "--size", str(args.gib), "--name", "v"), env)
+        _quiet(_evs("volume", "import", "v", payload), env)
+        load_before = os.getloadavg()
+        serial = iter(range(1_000_000))
+
+        def full_clone() -> float:
+            name = f"c{next(serial)}"
+            clone = ("volume", "create", "--source-volume", "v", "--full-clone", "--name", name)
+            wall = _run(_evs(*clone), env)[0]
+            _quiet(_evs("volume", "delete", name), env)
+            return wall
+
+        def qemu_convert() -> float:
+            target = os.path.join(workdir, "copy.raw")
+            wall = _run(["qemu-img", "convert", "-O", "raw", payload, target])[0]
+            os.unlink(target)
+            return wall
+
+        row = _row(
+            f"evs volume create --full-clone, {args.gib} GiB written",
+            *_pairs(args.pairs, full_clone, qemu_convert),
+            "s",
+            "<= 1",
+        )
+        _print_table([row], args.pairs, load_before, "anchor: qemu-img convert -O raw; ")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
