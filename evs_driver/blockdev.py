@@ -61,6 +61,10 @@ class BlockDevice(Protocol):
         """Copy a range into the regular file ``fd`` at the same offsets inside the kernel
         (``copy_file_range``); False when it cannot, and the caller reads and writes."""
 
+    def copy_from(self, source: "BlockDevice", offset: int, length: int) -> bool:
+        """Copy a range of ``source`` onto the same range here without reading it through
+        the caller (e.g. inside one pool); False when this device cannot."""
+
     def close(self) -> None:
         """Release the device; the data stays."""
 
@@ -113,6 +117,10 @@ class DeviceBase(abc.ABC):
 
     def copy_to_file(self, offset: int, length: int, fd: int) -> bool:
         """See ``BlockDevice``: not inside the kernel, unless a device says otherwise."""
+        return False
+
+    def copy_from(self, source: "BlockDevice", offset: int, length: int) -> bool:
+        """See ``BlockDevice``: not without reading, unless a device says otherwise."""
         return False
 
     @abc.abstractmethod

@@ -63,6 +63,8 @@ class FileDevice(DeviceBase):
     def copy_to_file(self, offset: int, length: int, fd: int) -> bool:
         """Copy a range into ``fd`` at the same offsets inside the kernel."""
         self.check_range(offset, length)
+        if not fileio.same_file_system(self._fd, fd):
+            return False
         try:
             fileio.copy_range(self._fd, offset, fd, offset, length)
         except OSError:

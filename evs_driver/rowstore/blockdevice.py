@@ -39,6 +39,15 @@ class PoolDevice(DeviceBase):
         """Mapped chunks as data, unmapped ones as holes reading as zeros."""
         return self._pool.extents(self.name, offset, length)
 
+    def copy_from(self, source, offset: int, length: int) -> bool:
+        """Copy a range of ``source`` here inside the kernel when it is a device of the
+        same pool; False otherwise (the caller reads and writes)."""
+        if not isinstance(source, PoolDevice) or source._pool is not self._pool:
+            return False
+        self.check_writable(offset, length)
+        self._pool.copy_within(source.name, self.name, offset, length)
+        return True
+
     def copy_to_file(self, offset: int, length: int, fd: int) -> bool:
         """Copy a range into ``fd`` at the same offsets, chunks inside the kernel."""
         return self._pool.copy_to_file(self.name, offset, length, fd)

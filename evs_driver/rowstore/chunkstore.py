@@ -53,6 +53,7 @@ class ChunkStore:
         # later small overwrite walk the whole folio. Reads ask for exactly what they need.
         os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
         self._can_punch = True
+        self._can_copy = True  # copy_file_range within the file works here
         #: A write, zeroing or resize returned since the last sync began.
         self._unsynced = False
 
@@ -145,8 +146,26 @@ class ChunkStore:
 
     def copy_out(self, position: int, fd: int, at: int, length: int) -> None:
         """Copy bytes of the file into another regular file inside the kernel (``OSError``
-        when it cannot: the caller reads and writes instead)."""
+        when it cannot, e.g. on another file system: the caller reads and writes)."""
+        if not fileio.same_file_system(self.fd, fd):
+            raise OSError(errno.EXDEV, "not on one file system")
         fileio.copy_range(self.fd, position, fd, at, length)
+
+    def copy_in(self, source: int, position: int, length: int) -> None:
+        """Write bytes of the file at ``source`` to ``position``: a copy in the kernel, or
+        through a buffer where the kernel cannot copy (then from now on)."""
+        if self._can_copy:
+            self._unsynced = True
+            try:
+                self._disk.copy_within(self.fd, source, position, length)
+                return
+            except OSError as err:
+                if err.errno not in fileio.CANNOT_COPY:
+                    raise self._error(err) from err
+                self._can_copy = False
+        buffer = memoryview(bytearray(length))
+        self.readinto(source, buffer)
+        self.write(position, buffer)
 
     def write(self, position: int, data) -> None:
         try:

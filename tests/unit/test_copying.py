@@ -114,13 +114,45 @@ def test_file_to_file_copies_in_the_kernel(tmp_path, monkeypatch):
     assert calls == [3 * MiB] and _allocated(target) < 4 * MiB
 
 
-def test_full_clone_and_import_into_a_pool_are_byte_for_byte(pool, tmp_path):
-    """Into a pool the loop reads and writes (its write path allocates and maps chunks)."""
+def test_full_clone_in_one_pool_copies_chunks_in_the_kernel_a_run_per_plan(pool, monkeypatch):
+    calls = _kernel_copies(monkeypatch)
+    plans, plan = [], pool._writer._plan
+    monkeypatch.setattr(pool._writer, "_plan", lambda *a: (plans.append(len(a[2])), plan(*a))[1])
+    for name in ("s", "v"):
+        copy = f"copy-{name}"
+        pool.create_volume(copy, pool.device(name).size)
+        source, target = PoolDevice(pool, name, writable=False), PoolDevice(pool, copy)
+        assert copy_into(source, target, target_is_zero=True) > 0
+        assert pool.read(copy, 0, len(pool.expected[name])) == pool.expected[name]
+        assert pool.exclusive_bytes(copy) == pool.device(copy).mapped_bytes  # shares nothing
+    assert calls and max(calls) == CHUNK  # one copy per target chunk
+    assert max(plans) >= 3 * MiB  # the first 3 MiB were written as one run: one plan
+    assert pool.check().clean
+
+
+def test_a_kernel_that_cannot_copy_within_the_pool_falls_back(pool, monkeypatch):
+    """Fault injection: copy_file_range fails with EOPNOTSUPP (as on a file system without
+    it), which this machine's ext4 never does; the chunk store reads and writes instead."""
+    refused = []
+
+    def cannot(*args):
+        refused.append(args)
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(os, "copy_file_range", cannot)
     pool.create_volume("copy", pool.device("v").size)
-    copy_into(PoolDevice(pool, "s", writable=False), PoolDevice(pool, "copy"), target_is_zero=True)
-    assert pool.read("copy", 0, len(pool.expected["s"])) == pool.expected["s"]
+    copy_into(PoolDevice(pool, "v", writable=False), PoolDevice(pool, "copy"), target_is_zero=True)
+    assert len(refused) == 1  # asked once, then never again
+    assert pool.read("copy", 0, len(pool.expected["v"])) == pool.expected["v"]
+    assert pool.check().clean
+
+
+def test_a_raw_image_imports_byte_for_byte(pool, tmp_path):
+    """Into a pool from a file the loop reads and writes (the pool allocates and maps)."""
     image = tmp_path / "v.raw"
     dataio.export_file(PoolDevice(pool, "v", writable=False), str(image))
+    pool.create_volume("copy", pool.device("v").size)
+    pool.write("copy", 0, b"x" * CHUNK)  # an import replaces what was there
     dataio.import_file(str(image), PoolDevice(pool, "copy"))
     assert pool.read("copy", 0, len(pool.expected["v"])) == pool.expected["v"]
     assert pool.check().clean
