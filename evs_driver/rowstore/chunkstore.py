@@ -151,6 +151,10 @@ class ChunkStore:
             raise OSError(errno.EXDEV, "not on one file system")
         fileio.copy_range(self.fd, position, fd, at, length)
 
+    def will_read(self, position: int, length: int) -> None:
+        """Start reading a range into the page cache (a hint: nothing waits for it)."""
+        os.posix_fadvise(self.fd, position, length, os.POSIX_FADV_WILLNEED)
+
     def copy_in(self, source: int, position: int, length: int) -> None:
         """Write bytes of the file at ``source`` to ``position``: a copy in the kernel, or
         through a buffer where the kernel cannot copy (then from now on)."""

@@ -144,27 +144,30 @@ class WritePath:
                 height = self._state.geometry.height(source.size)
                 entries = tree.lookup_run(self._state.nodes, source.root, height, first, count)
             rows = self._state.datamap.overlay_rows()
-            run_start, run = offset, None
+            parts: list[tuple[int, Stored | memoryview]] = []  # (device offset, bytes)
             for index, entry in enumerate(entries):
                 start = max(offset, (first + index) * size)
                 end = min(offset + length, (first + index + 1) * size)
                 row = rows.get(entry - 1) if entry and rows else None
                 position = (entry - 1) * size + start % size
-                if entry and not row and run and run.position + run.length == position:
-                    run = Stored(run.position, run.length + end - start)
-                    continue
-                if run:
-                    self.write(target, run_start, run)
-                run_start, run = start, None
                 if entry and not row:
-                    run = Stored(position, end - start)
+                    last = parts[-1][1] if parts else None
+                    if isinstance(last, Stored) and last.position + last.length == position:
+                        parts[-1] = (parts[-1][0], Stored(last.position, last.length + end - start))
+                    else:
+                        parts.append((start, Stored(position, end - start)))
                     continue
                 view = memoryview(bytearray(end - start))
                 if row:
                     self._reader.read_overlay(entry - 1, *row, start % size, view)
-                self.write(target, start, view)
-            if run:
-                self.write(target, run_start, run)
+                parts.append((start, view))
+            # The kernel's copies read what is not cached a page run at a time, and the
+            # data file is opened for random access: ask for each run whole, up front.
+            for _, data in parts:
+                if isinstance(data, Stored):
+                    self._chunks.will_read(data.position, data.length)
+            for start, data in parts:
+                self.write(target, start, data)
 
     def commit_if_crowded(self) -> None:
         """Commit when changed nodes fill half the node cache (only a commit lets them go).
