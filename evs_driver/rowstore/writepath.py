@@ -145,27 +145,27 @@ class WritePath:
                 entries = tree.lookup_run(self._state.nodes, source.root, height, first, count)
             rows = self._state.datamap.overlay_rows()
             parts: list[tuple[int, Stored | memoryview]] = []  # (device offset, bytes)
+            runs: list[list[int]] = []  # [device offset, data file position, length]
             for index, entry in enumerate(entries):
                 start = max(offset, (first + index) * size)
                 end = min(offset + length, (first + index + 1) * size)
                 row = rows.get(entry - 1) if entry and rows else None
-                position = (entry - 1) * size + start % size
                 if entry and not row:
-                    last = parts[-1][1] if parts else None
-                    if isinstance(last, Stored) and last.position + last.length == position:
-                        parts[-1] = (parts[-1][0], Stored(last.position, last.length + end - start))
+                    position = (entry - 1) * size + start % size
+                    if runs and runs[-1][1] + runs[-1][2] == position:
+                        runs[-1][2] += end - start
                     else:
-                        parts.append((start, Stored(position, end - start)))
+                        runs.append([start, position, end - start])
                     continue
                 view = memoryview(bytearray(end - start))
                 if row:
                     self._reader.read_overlay(entry - 1, *row, start % size, view)
                 parts.append((start, view))
-            # The kernel's copies read what is not cached a page run at a time, and the
+            # The kernel's copies read what is not cached a pipe's worth at a time, and the
             # data file is opened for random access: ask for each run whole, up front.
-            for _, data in parts:
-                if isinstance(data, Stored):
-                    self._chunks.will_read(data.position, data.length)
+            for start, position, run in runs:
+                self._chunks.will_read(position, run)
+                parts.append((start, Stored(position, run)))
             for start, data in parts:
                 self.write(target, start, data)
 
