@@ -92,11 +92,15 @@ def ratio_row(what: str, mine: list[float], theirs: list[float], unit: str, goal
 
 
 def bench_args(
-    description: str, pairs: int, argv: list[str] | None, **flags: str
+    description: str,
+    pairs: int,
+    argv: list[str] | None,
+    parents: tuple[argparse.ArgumentParser, ...] = (),
+    **flags: str,
 ) -> argparse.Namespace:
     """``--pairs`` (at least 3) and ``--dir``: the arguments of every interleaved bench;
-    ``flags``: a bench's own on/off options, name=help."""
-    parser = argparse.ArgumentParser(description=description)
+    ``parents``: a bench's own arguments; ``flags``: its on/off options, name=help."""
+    parser = argparse.ArgumentParser(description=description, parents=list(parents))
     parser.add_argument("--pairs", type=int, default=pairs, help="interleaved pairs (at least 3)")
     parser.add_argument("--dir", default=None, help="where to put its files (default: /tmp)")
     for name, text in flags.items():

@@ -53,6 +53,18 @@ class BlockDevice(Protocol):
         is always safe: a client just reads it.
         """
 
+    def plain_file(self) -> int | None:
+        """A descriptor of the regular file holding this device's bytes at their own
+        offsets, writable, for copies the kernel makes; None when there is none."""
+
+    def copy_to_file(self, offset: int, length: int, fd: int) -> bool:
+        """Copy a range into the regular file ``fd`` at the same offsets inside the kernel
+        (``copy_file_range``); False when it cannot, and the caller reads and writes."""
+
+    def copy_from(self, source: "BlockDevice", offset: int, length: int) -> bool:
+        """Copy a range of ``source`` onto the same range here without reading it through
+        the caller (e.g. inside one pool); False when this device cannot."""
+
     def close(self) -> None:
         """Release the device; the data stays."""
 
@@ -98,6 +110,18 @@ class DeviceBase(abc.ABC):
     def write_zeroes(self, offset: int, length: int) -> None:
         """Make a range read as zeros; unmapping it is the cheapest way for these devices."""
         self.discard(offset, length)
+
+    def plain_file(self) -> int | None:
+        """See ``BlockDevice``: none, unless a device says otherwise."""
+        return None
+
+    def copy_to_file(self, offset: int, length: int, fd: int) -> bool:
+        """See ``BlockDevice``: not inside the kernel, unless a device says otherwise."""
+        return False
+
+    def copy_from(self, source: "BlockDevice", offset: int, length: int) -> bool:
+        """See ``BlockDevice``: not without reading, unless a device says otherwise."""
+        return False
 
     @abc.abstractmethod
     def readinto(self, offset: int, buf: memoryview | bytearray) -> None:

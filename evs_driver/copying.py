@@ -2,8 +2,14 @@
 
 Full clones, raw image imports and exports all go through ``copy_into``. It asks the source
 which ranges hold data (``BlockDevice.extents``: a pool's mapping, a file's holes), so
-unallocated space is skipped without being read; data is read in large pieces, and pieces
-that are all zeros are not written (or are unmapped, when the target held data before).
+unallocated space is skipped without being read, and copies data 8 MiB at a time, by the
+first way that works:
+- the target copies it itself (``copy_from``: two devices of one pool, whose chunks the
+  kernel copies inside the data file, one write per physically consecutive run);
+- the source hands it to the kernel (``copy_to_file``: a pool's chunks, or a file, into a
+  regular file on the same file system, by ``copy_file_range``);
+- it is read here, and pieces that are all zeros are not written (or are unmapped, when
+  the target held data before). Once a way fails it is not tried again.
 """
 
 from collections.abc import Callable
@@ -28,29 +34,34 @@ def copy_into(
     file), so ranges that read as zeros need no work at all."""
     total = src.size
     buf = memoryview(bytearray(min(PIECE, max(total, 1))))
+    target = dst.plain_file()
+    within = True  # dst may copy from src itself (one pool) until it says it cannot
     written = done = 0
     while done < total:
         for length, flags in src.extents(done, total - done):
+            end = done + length
             if flags & (HOLE | ZERO):
                 if not target_is_zero:
                     dst.write_zeroes(done, length)
-            else:
-                written += _copy_data(src, dst, done, length, buf, target_is_zero)
-            done += length
-            if progress:
-                progress(done, total)
+                done = end
+                if progress:
+                    progress(done, total)
+            while done < end:  # data, a piece at a time (progress; bounded lock holds)
+                step = min(PIECE, end - done)
+                if within and dst.copy_from(src, done, step):
+                    written += step
+                elif target is not None and src.copy_to_file(done, step, target):
+                    within = False
+                    written += step
+                else:
+                    within, target = False, None  # read and write from here on
+                    view = buf[:step]
+                    src.readinto(done, view)
+                    written += _put(dst, done, view, target_is_zero)
+                done += step
+                if progress:
+                    progress(done, total)
     dst.flush()
-    return written
-
-
-def _copy_data(src, dst, offset: int, length: int, buf: memoryview, target_is_zero: bool) -> int:
-    written = 0
-    end = offset + length
-    while offset < end:
-        view = buf[: min(len(buf), end - offset)]
-        src.readinto(offset, view)
-        written += _put(dst, offset, view, target_is_zero)
-        offset += len(view)
     return written
 
 

@@ -4,6 +4,7 @@ Positional I/O only (``preadv``/``pwrite``), so one instance may serve many thre
 """
 
 import os
+import stat
 
 from evs_driver import fileio
 from evs_driver.blockdev import HOLE, MAX_EXTENTS, ZERO, DeviceBase, Extents
@@ -54,6 +55,23 @@ class FileDevice(DeviceBase):
     def flush(self) -> None:
         """Make every acknowledged write durable."""
         os.fdatasync(self._fd)
+
+    def plain_file(self) -> int | None:
+        """The file's descriptor when it is a regular file opened for writing."""
+        if self._read_only or not stat.S_ISREG(os.fstat(self._fd).st_mode):
+            return None
+        return self._fd
+
+    def copy_to_file(self, offset: int, length: int, fd: int) -> bool:
+        """Copy a range into ``fd`` at the same offsets inside the kernel."""
+        self.check_range(offset, length)
+        if not fileio.same_file_system(self._fd, fd):
+            return False
+        try:
+            fileio.copy_range(self._fd, offset, fd, offset, length)
+        except OSError:
+            return False
+        return True
 
     def extents(self, offset: int, length: int) -> Extents:
         """Holes (reading as zeros) and data of the range, from the file system."""

@@ -114,6 +114,27 @@ def pread_full(fd: int, view: memoryview, offset: int) -> int:
     return done
 
 
+#: What ``copy_file_range`` fails with where it cannot copy (not a real I/O error).
+CANNOT_COPY = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF)
+
+
+def copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:
+    """Copy bytes between regular files inside the kernel (``copy_file_range``: no pass
+    through this process; a reflink where the file system shares extents). ``OSError``
+    when it fails, with an errno in ``CANNOT_COPY`` when the kernel just cannot."""
+    done = 0
+    while done < length:
+        moved = os.copy_file_range(src, dst, length - done, src_offset + done, dst_offset + done)
+        if not moved:  # the source ends early
+            raise OSError(errno.EINVAL, "copy_file_range stopped short")
+        done += moved
+
+
+def same_file_system(fd: int, other: int) -> bool:
+    """True when two open files are on one file system (where copies stay in the kernel)."""
+    return os.fstat(fd).st_dev == os.fstat(other).st_dev
+
+
 def pwrite_full(fd: int, data, offset: int) -> None:
     """Write all of ``data`` at ``offset`` (``pwrite`` may write less than asked)."""
     view = memoryview(data).cast("B")

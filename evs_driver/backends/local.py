@@ -20,7 +20,7 @@ from evs_driver.conf.local import MAX_CHUNK, MIN_CHUNK
 from evs_driver.locking import FileLock
 from evs_driver.rowstore import Pool
 from evs_driver.rowstore.blockdevice import PoolDevice
-from evs_driver.units import GiB
+from evs_driver.units import GiB, MiB
 
 DIFF_PAGE = 4096  # runs of a diff the engine gives per call (the metadata lock is let go)
 
@@ -164,7 +164,9 @@ class LocalBackend(base.Backend):
         if self._pool is None:
             self._lock.acquire()
             try:
-                self._pool = Pool.open(self.path)
+                self._pool = Pool.open(
+                    self.path, node_cache_bytes=self.conf.local_pool_node_cache_mb * MiB
+                )
             except BaseException as exc:
                 self._lock.release()
                 if isinstance(exc, exception.InvalidPool):

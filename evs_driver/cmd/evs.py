@@ -82,7 +82,9 @@ def run(args: argparse.Namespace, client, out) -> int:
 
     op = args.operation
     if op.progress:
-        client.progress = output.ProgressBar(op.progress)
+        client.progress = output.ProgressBar(
+            op.progress, always=getattr(args, "show_progress", False)
+        )
     result = perform(client, op, (), parser.keywords(args, op))
     if op.result == table.CHECK:
         return _print_check(result, args.format, out)

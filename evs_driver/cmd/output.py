@@ -63,12 +63,12 @@ def listing(records: list[dict], columns: list[str], fmt: str) -> str:
 
 
 class ProgressBar:
-    """A one-line bar on stderr, drawn only when stderr is a terminal."""
+    """A one-line bar on stderr, drawn when stderr is a terminal or ``always``."""
 
-    def __init__(self, label: str, stream=None):
+    def __init__(self, label: str, stream=None, always: bool = False):
         self.label = label
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
+        self.enabled = always or self.stream.isatty()
         self._last = 0.0
 
     def __call__(self, done: int, total: int) -> None:

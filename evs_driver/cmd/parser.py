@@ -54,6 +54,13 @@ def _common() -> argparse.ArgumentParser:
         "--log-file", default=argparse.SUPPRESS, metavar="PATH", help="Log to this file."
     )
     common.add_argument(
+        "--progress",
+        dest="show_progress",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="Draw the progress bar of long copies on stderr even when it is not a terminal.",
+    )
+    common.add_argument(
         "-f",
         "--format",
         choices=("table", "json"),

@@ -1,6 +1,7 @@
 """Volume operations: create (empty, from a snapshot, cloned, full copy), delete, extend,
 revert (EVS rules 3, 4, 5 and 6)."""
 
+import time
 from collections.abc import Callable
 
 from oslo_log import log as logging
@@ -123,13 +124,15 @@ class VolumeOperations(ManagerBase):
         return volume
 
     def _progress(self, volume: cat.Volume, report: Progress | None) -> Callable[[int, int], None]:
-        """Record a full clone's progress in the catalog (whole percents) and pass it on."""
-        last = [-1]
+        """Record a full clone's progress in the catalog (whole percents, at most about once
+        a second: each record is a synced transaction) and pass it on."""
+        last = [-1, 0.0]  # the percent recorded, and when
 
         def update(done: int, total: int) -> None:
             percent = done * 100 // total if total else 100
-            if percent != last[0]:
-                last[0] = percent
+            now = time.monotonic()
+            if percent != last[0] and (percent == 100 or last[0] < 0 or now - last[1] >= 1):
+                last[:] = percent, now
                 with self.catalog.transaction() as txn:
                     txn.set_fields(volume, progress=percent)
                 faults.point("full_clone.progress")

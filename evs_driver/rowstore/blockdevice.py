@@ -46,5 +46,18 @@ class PoolDevice(DeviceBase):
         runs (``CHANGED`` or 0), from the trees: the cost follows what changed."""
         return self._pool.changes(base, self.name, offset, length, limit)
 
+    def copy_from(self, source, offset: int, length: int) -> bool:
+        """Copy a range of ``source`` here inside the kernel when it is a device of the
+        same pool; False otherwise (the caller reads and writes)."""
+        if not isinstance(source, PoolDevice) or source._pool is not self._pool:
+            return False
+        self.check_writable(offset, length)
+        self._pool.copy_within(source.name, self.name, offset, length)
+        return True
+
+    def copy_to_file(self, offset: int, length: int, fd: int) -> bool:
+        """Copy a range into ``fd`` at the same offsets, chunks inside the kernel."""
+        return self._pool.copy_to_file(self.name, offset, length, fd)
+
     def close(self) -> None:
         """Nothing to release: the pool belongs to the caller."""

@@ -15,7 +15,7 @@ import struct
 import threading
 import uuid
 
-from evs_driver import exception
+from evs_driver import exception, fileio
 from evs_driver.rowstore import directory
 from evs_driver.rowstore.disk import REAL, Disk
 
@@ -54,6 +54,7 @@ class ChunkStore:
         # later small overwrite walk the whole folio. Reads ask for exactly what they need.
         os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
         self._can_punch = True
+        self._can_copy = True  # copy_file_range within the file works here
         #: A write, zeroing or resize returned since the last sync began.
         self._unsynced = False
         # One sync at a time: a caller that finds nothing new written must still wait for
@@ -146,6 +147,33 @@ class ChunkStore:
                 size = os.fstat(self.fd).st_size
                 raise self._damaged(f"{self._size_problem(size)}; {_RESTORE}")
             done += more
+
+    def copy_out(self, position: int, fd: int, at: int, length: int) -> None:
+        """Copy bytes of the file into another regular file inside the kernel (``OSError``
+        when it cannot, e.g. on another file system: the caller reads and writes)."""
+        if not fileio.same_file_system(self.fd, fd):
+            raise OSError(errno.EXDEV, "not on one file system")
+        fileio.copy_range(self.fd, position, fd, at, length)
+
+    def will_read(self, position: int, length: int) -> None:
+        """Start reading a range into the page cache (a hint: nothing waits for it)."""
+        os.posix_fadvise(self.fd, position, length, os.POSIX_FADV_WILLNEED)
+
+    def copy_in(self, source: int, position: int, length: int) -> None:
+        """Write bytes of the file at ``source`` to ``position``: a copy in the kernel, or
+        through a buffer where the kernel cannot copy (then from now on)."""
+        if self._can_copy:
+            self._unsynced = True
+            try:
+                self._disk.copy_within(self.fd, source, position, length)
+                return
+            except OSError as err:
+                if err.errno not in fileio.CANNOT_COPY:
+                    raise self._error(err) from err
+                self._can_copy = False
+        buffer = memoryview(bytearray(length))
+        self.readinto(source, buffer)
+        self.write(position, buffer)
 
     def write(self, position: int, data) -> None:
         try:

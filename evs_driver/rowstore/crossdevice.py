@@ -8,14 +8,26 @@ from evs_driver.blockdev import CHANGED, Extents
 from evs_driver.rowstore.devicetable import DeviceInfo, DeviceTable
 from evs_driver.rowstore.diff import Differ
 from evs_driver.rowstore.groups import GroupOperations
+from evs_driver.rowstore.writepath import WritePath
 
 
 class CrossDeviceCalls:
-    """Calls over several devices; the pool sets ``_groups``, ``_differ`` and ``_devices``."""
+    """Calls over several devices; the pool sets ``_groups``, ``_differ``, ``_devices``
+    and ``_writer``."""
 
     _groups: GroupOperations
     _differ: Differ
     _devices: DeviceTable
+    _writer: WritePath
+
+    def copy_within(self, source: str, target: str, offset: int, length: int) -> None:
+        """Copy a range of device ``source`` onto the same range of volume ``target``, the
+        chunks inside the kernel (a full clone in one pool)."""
+        src, dst = self._devices.get(source), self._devices.get(target)
+        src.check_range(offset, length, False)
+        dst.check_range(offset, length, True)
+        if length:
+            self._writer.copy_within(src, dst, offset, length)
 
     def snapshot_all(self, pairs: list[tuple[str, str]]) -> list[DeviceInfo]:
         """Snapshot each ``(volume, name)`` at one instant (one transaction, one barrier)."""

@@ -65,4 +65,5 @@ class Discarder:
                     self._state.datamap.drop(entry - 1)
             device.root = prune(nodes, path, vchunk)
             self._state.devices.touch(device)
+            self._writer.commit_if_crowded()  # a long discard may change many leaves
             vchunk = leaf_end

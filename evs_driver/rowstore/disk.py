@@ -37,6 +37,10 @@ class Disk:
         """Write ``data`` at ``position``; return how many bytes were written."""
         return os.pwrite(fd, data, position)
 
+    def copy_within(self, fd: int, source: int, position: int, length: int) -> None:
+        """Copy ``length`` bytes of the file from ``source`` to ``position`` in the kernel."""
+        fileio.copy_range(fd, source, fd, position, length)
+
     def punch_hole(self, fd: int, position: int, length: int) -> bool:
         """Deallocate a range (it reads as zeros); False when the file system cannot."""
         return fileio.punch_hole(fd, position, length)

@@ -10,10 +10,18 @@ one more reference on each child and the original loses one (dm-thin's persisten
 Node ids are never 0. A node whose count reaches 0 becomes garbage: its children keep their
 references until the collector walks it (see ``collector.py``). Every node created, changed
 or forgotten is handed to the transaction through ``changes`` until ``committed``.
+
+Memory: nodes read from the metadata are cached up to a bound, the least recently used
+clean ones evicted first (they read back as they are from the committed metadata). A node
+changed since the last commit is never evicted: it exists nowhere else, and writing it
+early would put a half-made transaction in the committed metadata. ``crowded`` tells the
+write paths to commit once such nodes fill half the cache, so between requests the cache
+holds at most its bound, and within one at most half of it plus what that request changes.
 """
 
 import dataclasses
 from array import array
+from collections import OrderedDict
 
 from evs_driver import exception
 from evs_driver.rowstore.geometry import DEFAULT_BITS
@@ -49,6 +57,15 @@ class Node:
         return self.entries.tobytes()
 
 
+NODE_OVERHEAD = 200  # bytes a cached node costs beyond its entries (objects, cache slot)
+DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+
+
+def cache_nodes(cache_bytes: int, bits: int) -> int:
+    """How many nodes of 2**bits entries fit in ``cache_bytes`` (at least one)."""
+    return max(1, cache_bytes // (4 * (1 << bits) + NODE_OVERHEAD))
+
+
 class NodeStore:
     """Nodes in memory over the metadata store, with reference counts and dirty tracking."""
 
@@ -59,8 +76,10 @@ class NodeStore:
         data_refs: SpaceMap,
         garbage: set[int],
         bits: int = DEFAULT_BITS,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ):
-        """``loader(id) -> (level, body) | None`` reads a committed node; nodes have 2**bits slots."""
+        """``loader(id) -> (level, body) | None`` reads a committed node; nodes have 2**bits
+        slots; ``cache_bytes`` bounds the memory of the nodes kept."""
         self.bits = bits
         self.fanout = 1 << bits
         self.mask = self.fanout - 1
@@ -69,33 +88,60 @@ class NodeStore:
         self._refs = refs
         self._data_refs = data_refs
         self._garbage = garbage
-        self._cache: dict[int, Node] = {}
-        self._dirty: set[int] = set()
+        #: Nodes the cache holds at most (more only while changed ones alone exceed it).
+        self.cache_limit = cache_nodes(cache_bytes, bits)
+        #: The most nodes it has held at once (what an operator sizing the bound wants).
+        self.cache_peak = 0
+        self._clean: OrderedDict[int, Node] = OrderedDict()  # least recently used first
+        self._dirty: dict[int, Node] = {}  # changed since the last commit: never evicted
         self._deleted: set[int] = set()
         self._new_garbage: set[int] = set()
 
+    @property
+    def cached(self) -> int:
+        """Nodes in memory now."""
+        return len(self._clean) + len(self._dirty)
+
+    def crowded(self) -> bool:
+        """True when changed nodes fill half the cache: time to commit, so they can go."""
+        return 2 * len(self._dirty) >= self.cache_limit
+
     def get(self, node_id: int) -> Node:
-        """The node ``node_id`` (read from the metadata the first time)."""
-        node = self._cache.get(node_id)
-        if node is None:
-            row = self._loader(node_id)
-            if row is None:
-                raise exception.PoolCorrupt(
-                    path="metadata", reason=f"node {node_id} is referenced but missing"
-                )
-            level, body = row
-            node = self._cache[node_id] = Node(level, array("I", body))
+        """The node ``node_id`` (read from the metadata when it is not in memory)."""
+        node = self._dirty.get(node_id)
+        if node is not None:
+            return node
+        node = self._clean.get(node_id)
+        if node is not None:
+            self._clean.move_to_end(node_id)
+            return node
+        row = self._loader(node_id)
+        if row is None:
+            raise exception.PoolCorrupt(
+                path="metadata", reason=f"node {node_id} is referenced but missing"
+            )
+        level, body = row
+        node = self._clean[node_id] = Node(level, array("I", body))
+        self._trim()
         return node
+
+    def _trim(self) -> None:
+        """Evict the least recently used clean nodes beyond the bound."""
+        clean, limit = self._clean, self.cache_limit - len(self._dirty)
+        while len(clean) > limit and clean:
+            clean.popitem(last=False)
+        self.cache_peak = max(self.cache_peak, len(clean) + len(self._dirty))
 
     def new(self, level: int, entries: array | None = None) -> int:
         """Create a node with one reference (the caller's) and return its id."""
         node_id = self._refs.allocate() + 1
         self._refs.inc(node_id - 1)
-        self._cache[node_id] = Node(
+        self._dirty[node_id] = Node(
             level, entries if entries is not None else array("I", self._empty)
         )
-        self._dirty.add(node_id)
+        self._clean.pop(node_id, None)
         self._deleted.discard(node_id)
+        self._trim()
         return node_id
 
     def count(self, node_id: int) -> int:
@@ -112,9 +158,18 @@ class NodeStore:
             self._garbage.add(node_id)
             self._new_garbage.add(node_id)
 
-    def mark_dirty(self, node_id: int) -> None:
-        """Record that the entries of ``node_id`` (which is unshared) changed."""
-        self._dirty.add(node_id)
+    def mark_dirty(self, node_id: int, node: Node | None = None) -> None:
+        """Record that the entries of ``node_id`` (which is unshared) changed.
+
+        ``node``: the object the caller changed, when it may have been evicted since it
+        was handed out (it is then the only up-to-date copy).
+        """
+        if node_id in self._dirty:
+            return
+        if node is None:
+            node = self.get(node_id)
+        self._clean.pop(node_id, None)
+        self._dirty[node_id] = node
 
     def take_child_refs(self, node: Node) -> None:
         """Add one reference to every child of ``node`` (it has just been copied)."""
@@ -150,8 +205,8 @@ class NodeStore:
 
     def free(self, node_id: int) -> None:
         """Forget a collected node (its count is already 0 and its children dropped)."""
-        self._cache.pop(node_id, None)
-        self._dirty.discard(node_id)
+        self._clean.pop(node_id, None)
+        self._dirty.pop(node_id, None)
         self._deleted.add(node_id)
         self._garbage.discard(node_id)
         self._refs.release(node_id - 1)
@@ -163,9 +218,8 @@ class NodeStore:
 
     def changes(self) -> NodeChanges:
         """Everything changed since the last commit."""
-        cache = self._cache
         return NodeChanges(
-            rows=[(i, cache[i].level, cache[i].body()) for i in self._dirty],
+            rows=[(i, node.level, node.body()) for i, node in self._dirty.items()],
             deleted=list(self._deleted),
             garbage=[i for i in self._new_garbage if i in self._garbage],
             pages=self._refs.changed_pages(),
@@ -174,7 +228,9 @@ class NodeStore:
 
     def committed(self) -> None:
         """The changes handed out are stored; nodes freed before may be reused now."""
+        self._clean.update(self._dirty)  # now as committed: evictable
         self._dirty.clear()
+        self._trim()
         self._deleted.clear()
         self._new_garbage.clear()
         self._refs.committed()
@@ -186,9 +242,7 @@ class NodeStore:
         Valid only when no node changed before the last commit is still referenced by a
         writer (the transaction calls it under the pool lock, with nothing pending before).
         """
-        for node_id in self._dirty:
-            self._cache.pop(node_id, None)
-        self._dirty.clear()
+        self._dirty.clear()  # the committed versions are read back when needed
         self._deleted.clear()
         self._new_garbage.clear()
         self._garbage.clear()

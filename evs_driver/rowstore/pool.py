@@ -40,7 +40,7 @@ from evs_driver.rowstore.geometry import DEFAULT_BITS, DEFAULT_CHUNK_SIZE, Geome
 from evs_driver.rowstore.groupcommit import GroupCommit
 from evs_driver.rowstore.lockfile import PoolLock
 from evs_driver.rowstore.metastore import FORMAT_VERSION, MetaStore, new_pool_settings
-from evs_driver.rowstore.nodes import NodeStore
+from evs_driver.rowstore.nodes import DEFAULT_CACHE_BYTES, NodeStore
 from evs_driver.rowstore.overlays import Overlays
 from evs_driver.rowstore.readpath import ReadPath
 from evs_driver.rowstore.spacemap import SpaceMap
@@ -60,15 +60,18 @@ class Pool(CrossDeviceCalls):
         commit_interval: float = 1.0,
         background: bool = True,
         disk: Disk = REAL,
+        node_cache_bytes: int = DEFAULT_CACHE_BYTES,
     ):
         """Open an existing pool (see ``open``).
 
         ``background=False`` runs no worker thread: metadata then commits only on flush and
         control operations, and garbage is collected only by ``collect`` (deterministic tests).
         ``disk`` is the I/O seam every write and sync goes through (tests record it).
+        ``node_cache_bytes`` bounds the memory of the metadata nodes kept in memory.
         """
         self.path = os.path.abspath(path)
         self._disk = disk
+        self._node_cache_bytes = node_cache_bytes
         meta_path = os.path.join(self.path, directory.META_FILE)
         if not os.path.exists(meta_path):
             raise exception.InvalidPool(path=self.path, reason=f"{directory.META_FILE} is missing")
@@ -95,6 +98,7 @@ class Pool(CrossDeviceCalls):
         node_bits: int = DEFAULT_BITS,
         background: bool = True,
         disk: Disk = REAL,
+        node_cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> "Pool":
         """Create a pool of ``capacity`` bytes (rounded down to whole chunks) in a new directory.
 
@@ -115,14 +119,13 @@ class Pool(CrossDeviceCalls):
             MetaStore.create(meta_path, path, new_pool_settings(geometry, pool_id), disk)
         finally:
             lock.release()
-        return cls(path, commit_interval, background, disk)
+        return cls(path, commit_interval, background, disk, node_cache_bytes)
 
     @classmethod
-    def open(
-        cls, path: str, commit_interval: float = 1.0, background: bool = True, disk: Disk = REAL
-    ) -> "Pool":
-        """Open a pool; ``PoolBusy`` when another process has it open."""
-        return cls(path, commit_interval, background, disk)
+    def open(cls, path: str, **options) -> "Pool":
+        """Open a pool (``options``: the constructor's); ``PoolBusy`` when another process
+        has it open."""
+        return cls(path, **options)
 
     def _load(self, meta_path: str) -> None:
         directory.make_private(self.path)
@@ -172,7 +175,9 @@ class Pool(CrossDeviceCalls):
         )
         garbage = meta.garbage()
         node_space = committed_node_space(meta, f"{self.path} metadata", garbage)
-        self._nodes = NodeStore(meta.node, node_space, data_space, garbage, geometry.node_bits)
+        self._nodes = NodeStore(
+            meta.node, node_space, data_space, garbage, geometry.node_bits, self._node_cache_bytes
+        )
         self._datamap = DataMap(data_space, Overlays(meta.overlays()), geometry.block_size)
         self._devices = DeviceTable(meta.devices(), int(settings["next_device_id"]))
         state = PoolState(geometry, threading.RLock(), self._nodes, self._datamap, self._devices)
@@ -292,6 +297,12 @@ class Pool(CrossDeviceCalls):
         """Which chunks of the range the device maps, as ``BlockDevice.extents`` runs."""
         device = self._checked(name, offset, length)
         return self._reader.extents(device, offset, length) if length else []
+
+    def copy_to_file(self, name: str, offset: int, length: int, fd: int) -> bool:
+        """Copy a range of a device into the regular file ``fd`` at the same offsets, its
+        chunks inside the kernel; False (maybe part done) when the kernel cannot."""
+        device = self._checked(name, offset, length)
+        return self._reader.copy_to_file(device, offset, length, fd) if length else True
 
     def write(self, name: str, offset: int, data, fua: bool = False) -> None:
         """Write ``data`` at ``offset``; with ``fua`` it is durable when this returns."""

@@ -7,6 +7,7 @@ metadata lock is held only to look up the mapping, never across data I/O.
 
 import itertools
 
+from evs_driver import fileio
 from evs_driver.blockdev import HOLE, ZERO, Extents
 from evs_driver.rowstore import overlays
 from evs_driver.rowstore.chunkstore import ChunkStore
@@ -62,6 +63,42 @@ class ReadPath:
                 run_position, run_start, run_end = position, start, end
             if run_start >= 0:
                 self._chunks.readinto(run_position, view[run_start:run_end])
+
+    def copy_to_file(self, device: Device, offset: int, length: int, fd: int) -> bool:
+        """Copy ``device``'s bytes of a range into the file ``fd`` at the same offsets:
+        physically consecutive plain chunks in one kernel copy each, overlays (and chunks
+        unmapped meanwhile) through a buffer. False when the kernel cannot copy."""
+        size = self._state.geometry.chunk_size
+        first = offset // size
+        count = (offset + length - 1) // size - first + 1
+        with device.lock.read():  # the chunks stay this device's while they are copied
+            device.require_alive()
+            with self._state.lock:
+                height = self._state.geometry.height(device.size)
+                entries = lookup_run(self._state.nodes, device.root, height, first, count)
+            rows = self._state.datamap.overlay_rows()
+            runs: list[list[int]] = []  # [position in the data file, device offset, length]
+            try:
+                for index, entry in enumerate(entries):
+                    start = max(offset, (first + index) * size)
+                    end = min(offset + length, (first + index + 1) * size)
+                    row = rows.get(entry - 1) if entry and rows else None
+                    position = (entry - 1) * size + start % size
+                    if entry and not row:
+                        if runs and runs[-1][0] + runs[-1][2] == position:
+                            runs[-1][2] += end - start
+                        else:
+                            runs.append([position, start, end - start])
+                        continue
+                    view = memoryview(bytearray(end - start))
+                    if row:
+                        self.read_overlay(entry - 1, *row, start % size, view)
+                    fileio.pwrite_full(fd, view, start)
+                for position, start, run in runs:
+                    self._chunks.copy_out(position, fd, start, run)
+            except OSError:
+                return False
+        return True
 
     def extents(self, device: Device, offset: int, length: int) -> Extents:
         """``device``'s mapping of a range as ``BlockDevice.extents`` runs: an unmapped

@@ -12,15 +12,19 @@ from evs_driver.rowstore.nodes import Node, NodeStore
 class WritableLeaf:
     """A leaf reached through unshared nodes only: safe to modify, then ``mark_dirty``."""
 
-    __slots__ = ("node_id", "nodes", "entries")
+    __slots__ = ("node_id", "nodes", "node", "entries")
 
     def __init__(self, nodes: NodeStore, node_id: int):
         self.nodes, self.node_id = nodes, node_id
-        self.entries = nodes.get(node_id).entries
+        self.node = nodes.get(node_id)
+        self.entries = self.node.entries
 
     def mark_dirty(self) -> None:
-        """Record the change for the next commit (call after every change)."""
-        self.nodes.mark_dirty(self.node_id)
+        """Record the change for the next commit (call after every change).
+
+        A commit since the leaf was handed out may have let the cache evict it; this
+        object, changed, is then the leaf, so it goes back in."""
+        self.nodes.mark_dirty(self.node_id, self.node)
 
 
 def find_leaf(nodes: NodeStore, root: int, height: int, vchunk: int) -> Node | None:

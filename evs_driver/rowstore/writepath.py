@@ -20,13 +20,29 @@ from evs_driver.rowstore.state import PoolState
 from evs_driver.rowstore.transaction import Transaction
 
 
+@dataclasses.dataclass(slots=True, frozen=True)
+class Stored:
+    """Bytes already in the data file that a write takes instead of a buffer: a copy from
+    another device of the pool, which the kernel makes (``ChunkStore.copy_in``)."""
+
+    position: int
+    length: int
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, part: slice) -> "Stored":
+        start, stop, _ = part.indices(self.length)
+        return Stored(self.position + start, stop - start)
+
+
 @dataclasses.dataclass(slots=True)
 class Piece:
     """The part of one write that falls in one chunk, and where it goes."""
 
     vchunk: int  # the device's chunk number
     in_offset: int  # where in the chunk the data starts
-    data: memoryview
+    data: memoryview | Stored
     target: int  # the physical chunk written
     old_entry: int  # what the leaf mapped before (chunk + 1, or 0)
     #: The leaf to update when the mapping changes (a redirect); None when written in place.
@@ -46,7 +62,7 @@ class WritePath:
         self._reader = reader
         self._transaction = transaction
 
-    def write(self, device: Device, offset: int, view: memoryview) -> None:
+    def write(self, device: Device, offset: int, view: memoryview | Stored) -> None:
         """Write ``view`` at ``offset`` of a volume (a non-empty range the caller checked)."""
         # Overwrites of unshared chunks change no metadata and only race like a disk's
         # overlapping writes, so they share the device with reads and each other; anything
@@ -112,7 +128,54 @@ class WritePath:
             for piece in plan:
                 self._apply(device, piece)
             self._state.devices.touch(device)
+        self.commit_if_crowded()
         return any(piece.leaf is not None or piece.new_valid for piece in plan)
+
+    def copy_within(self, source: Device, target: Device, offset: int, length: int) -> None:
+        """Write ``source``'s bytes of a range at the same offsets of volume ``target``:
+        one write (one plan) per physically consecutive run of plain chunks, which the
+        kernel copies; overlays, and chunks unmapped meanwhile, through a buffer."""
+        size = self._state.geometry.chunk_size
+        first = offset // size
+        count = (offset + length - 1) // size - first + 1
+        with source.lock.read():  # its chunks stay as they are while they are copied
+            source.require_alive()
+            with self._state.lock:
+                height = self._state.geometry.height(source.size)
+                entries = tree.lookup_run(self._state.nodes, source.root, height, first, count)
+            rows = self._state.datamap.overlay_rows()
+            parts: list[tuple[int, Stored | memoryview]] = []  # (device offset, bytes)
+            runs: list[list[int]] = []  # [device offset, data file position, length]
+            for index, entry in enumerate(entries):
+                start = max(offset, (first + index) * size)
+                end = min(offset + length, (first + index + 1) * size)
+                row = rows.get(entry - 1) if entry and rows else None
+                if entry and not row:
+                    position = (entry - 1) * size + start % size
+                    if runs and runs[-1][1] + runs[-1][2] == position:
+                        runs[-1][2] += end - start
+                    else:
+                        runs.append([start, position, end - start])
+                    continue
+                view = memoryview(bytearray(end - start))
+                if row:
+                    self._reader.read_overlay(entry - 1, *row, start % size, view)
+                parts.append((start, view))
+            # The kernel's copies read what is not cached a pipe's worth at a time, and the
+            # data file is opened for random access: ask for each run whole, up front.
+            for start, position, run in runs:
+                self._chunks.will_read(position, run)
+                parts.append((start, Stored(position, run)))
+            for start, data in parts:
+                self.write(target, start, data)
+
+    def commit_if_crowded(self) -> None:
+        """Commit when changed nodes fill half the node cache (only a commit lets them go).
+
+        Call where the metadata is whole (no write half applied); never needed under the
+        default bound, where a commit interval's changes fit many times over."""
+        if self._state.nodes.crowded():
+            self._transaction.commit()
 
     def _plan(self, device: Device, offset: int, view: memoryview) -> list[Piece]:
         """Decide where each piece goes, reserving new chunks (under the metadata lock)."""
@@ -172,6 +235,14 @@ class WritePath:
         for piece in plan:
             in_offset, data = piece.in_offset, piece.data
             old = piece.old_entry - 1
+            if isinstance(data, Stored):
+                merging = piece.leaf is not None and piece.old_entry and len(data) < size
+                if not piece.new_valid and not merging:
+                    self._chunks.copy_in(data.position, piece.target * size + in_offset, len(data))
+                    continue
+                buffer = memoryview(bytearray(len(data)))
+                self._chunks.readinto(data.position, buffer)
+                data = buffer
             if piece.new_valid:
                 if piece.leaf is not None:
                     self._carry_blocks(old, piece.target, in_offset, len(data))

@@ -8,6 +8,8 @@ import pytest
 from evs_driver import exception
 from evs_driver.backends.local import LocalBackend
 from evs_driver.conf import BackendConf
+from evs_driver.rowstore.geometry import DEFAULT_BITS
+from evs_driver.rowstore.nodes import cache_nodes
 from tests.unit.test_conf import make_conf
 
 MiB = 1024**2
@@ -36,6 +38,16 @@ def test_setup_creates_pool_with_configured_capacity_and_chunk(tmp_path):
     with b.open_device("v", writable=True) as dev:
         dev.write(0, b"x")
     assert b.device_usage("v").mapped_bytes == 16384  # one chunk of the configured size
+
+
+def test_the_node_cache_is_bounded_by_its_option(tmp_path):
+    b = _backend(tmp_path, "[local]\nlocal_pool_node_cache_mb = 2\n")
+    b.setup()
+    try:
+        with b._open() as pool:
+            assert pool._nodes.cache_limit == cache_nodes(2 * MiB, DEFAULT_BITS)
+    finally:
+        b.close()
 
 
 def test_setup_uses_local_pool_path(tmp_path):

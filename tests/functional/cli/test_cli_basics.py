@@ -121,3 +121,25 @@ def test_import_draws_a_progress_bar_on_a_terminal(tmp_path):
     assert b"importing [" in drawn and b"100%" in drawn
     plain = evs(state, "volume", "import", "v", image)  # not a terminal: no bar
     assert plain.returncode == 0 and plain.stderr == ""
+
+
+def test_progress_asks_for_the_bar_on_stderr_and_keeps_json_clean(tmp_path):
+    state = tmp_path / "state"
+    evs_json(state, "volume", "create", "--size", "1", "--name", "v")
+    image = tmp_path / "img.raw"
+    image.write_bytes(os.urandom(2 * MiB))
+    evs_json(state, "volume", "import", "v", image)
+    made = evs(
+        state,
+        "volume",
+        "create",
+        "--source-volume",
+        "v",
+        "--full-clone",
+        "--progress",
+        "-f",
+        "json",
+    )
+    assert made.returncode == 0, made.stderr
+    assert "copying [" in made.stderr and "100%" in made.stderr
+    assert json.loads(made.stdout)["full_clone"] is True

@@ -59,6 +59,10 @@ class RecordingDisk(Disk):
         self._log("write", self._names[fd], position, bytes(memoryview(data)[:done]))
         return done
 
+    def copy_within(self, fd: int, source: int, position: int, length: int) -> None:
+        super().copy_within(fd, source, position, length)
+        self._log("write", self._names[fd], position, os.pread(fd, length, position))
+
     def punch_hole(self, fd: int, position: int, length: int) -> bool:
         punched = super().punch_hole(fd, position, length)
         if punched:

@@ -30,13 +30,19 @@ CAPACITY_CHUNKS = 96
 class PoolModel(RuleBasedStateMachine):
     volumes = Bundle("volumes")
     snapshots = Bundle("snapshots")
+    pool_options: dict = {}  # more arguments of Pool.create and Pool.open
 
     def __init__(self):
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="evs-model-")
         self.path = os.path.join(self.dir, "pool")
         self.pool = Pool.create(
-            self.path, CAPACITY_CHUNKS * CHUNK, CHUNK, node_bits=2, background=False
+            self.path,
+            CAPACITY_CHUNKS * CHUNK,
+            CHUNK,
+            node_bits=2,
+            background=False,
+            **self.pool_options,
         )
         self.model: dict[str, bytearray] = {}
         self.origin: dict[str, str] = {}
@@ -137,7 +143,7 @@ class PoolModel(RuleBasedStateMachine):
     @rule()
     def reopen(self):
         self.pool.close()
-        self.pool = Pool.open(self.path, background=False)
+        self.pool = Pool.open(self.path, background=False, **self.pool_options)
 
     @precondition(lambda self: self.model)
     @invariant()

@@ -1,9 +1,11 @@
 """The node store alone: copy-on-write shadowing, garbage, and the changes it hands over."""
 
+from array import array
+
 import pytest
 
 from evs_driver import exception
-from evs_driver.rowstore.nodes import NodeStore
+from evs_driver.rowstore.nodes import NODE_OVERHEAD, NodeStore
 from evs_driver.rowstore.spacemap import SpaceMap
 from tests.unit.rowstore.layers.conftest import memory_nodes
 
@@ -62,3 +64,66 @@ def test_a_missing_node_is_reported_as_damage():
     nodes = NodeStore(lambda node_id: None, SpaceMap("n", {}, 0, None), None, set(), 2)
     with pytest.raises(exception.PoolCorrupt, match="node 7 is referenced but missing"):
         nodes.get(7)
+
+
+def _committed_store(bits: int, cache_bytes: int, count: int):
+    """A node store over ``count`` committed leaves, ids 1..count, entry 0 = id."""
+    rows = {
+        i: (0, array("I", [i] + [0] * ((1 << bits) - 1)).tobytes()) for i in range(1, count + 1)
+    }
+    loads = []
+    refs = SpaceMap("nodes", {}, 0, None)
+    for _ in rows:
+        refs.inc(refs.allocate())
+    refs.committed()
+    nodes = NodeStore(
+        lambda i: (loads.append(i), rows.get(i))[1], refs, None, set(), bits, cache_bytes
+    )
+    return nodes, loads
+
+
+def test_the_least_recently_used_clean_node_is_evicted_and_read_back():
+    nodes, loads = _committed_store(2, cache_nodes_bytes(3), 5)
+    for i in (1, 2, 3, 1, 4):  # 2 is then the least recently used
+        assert nodes.get(i).entries[0] == i
+    assert nodes.cached == 3 and loads == [1, 2, 3, 4]
+    nodes.get(1), nodes.get(3)
+    assert loads == [1, 2, 3, 4]
+    nodes.get(2)
+    assert loads == [1, 2, 3, 4, 2]
+
+
+def test_a_changed_node_stays_until_committed_and_is_stored_as_changed():
+    nodes, loads = _committed_store(2, cache_nodes_bytes(4), 6)
+    leaf = nodes.get(1)
+    nodes.mark_dirty(1)
+    leaf.entries[1] = 9
+    assert not nodes.crowded()
+    new = nodes.new(0)
+    assert nodes.crowded()  # changed nodes fill half the cache: time to commit
+    for i in (2, 3, 4, 5, 6):
+        nodes.get(i)
+    assert nodes.get(1) is leaf and nodes.cached == 4  # two clean ones beside them
+    assert {row[0] for row in nodes.changes().rows} == {1, new}
+    nodes.committed()
+    assert not nodes.crowded() and nodes.cached == 4 and nodes.cache_peak == 4
+    assert nodes.get(1) is leaf  # committed last: the most recently used
+    assert loads == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_leaf_changed_after_its_eviction_goes_back_as_changed():
+    """A writer holds a leaf across a commit, the cache evicts it and a reader loads it again:
+    the writer's copy, with its change, is the one stored."""
+    nodes, _ = _committed_store(2, cache_nodes_bytes(1), 3)
+    held = nodes.get(1)
+    nodes.get(2)  # evicts 1
+    assert nodes.get(1) is not held  # read back by someone else
+    held.entries[1] = 7
+    nodes.mark_dirty(1, held)
+    assert nodes.get(1) is held
+    assert nodes.changes().rows == [(1, 0, held.body())]
+
+
+def cache_nodes_bytes(count: int, bits: int = 2) -> int:
+    """Bytes of a cache that holds ``count`` nodes of 2**bits entries."""
+    return count * (4 * (1 << bits) + NODE_OVERHEAD)
