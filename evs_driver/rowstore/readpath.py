@@ -33,9 +33,7 @@ class ReadPath:
         count = (offset + length - 1) // size - first + 1
         with device.lock.read():
             device.require_alive()
-            with self._state.lock:
-                height = self._state.geometry.height(device.size)
-                entries = lookup_run(self._state.nodes, device.root, height, first, count)
+            entries = self.entries(device, first, count)
             # Rows of chunks this device maps only change under its write lock (or when
             # freed, which our references prevent), so they can be read without the lock.
             rows = self._state.datamap.overlay_rows()
@@ -64,37 +62,54 @@ class ReadPath:
             if run_start >= 0:
                 self._chunks.readinto(run_position, view[run_start:run_end])
 
+    def entries(self, device: Device, first: int, count: int) -> list[int]:
+        """Leaf entries of ``count`` chunks of ``device`` from ``first`` (call under the
+        device's lock)."""
+        with self._state.lock:
+            height = self._state.geometry.height(device.size)
+            return lookup_run(self._state.nodes, device.root, height, first, count)
+
+    def plain_runs(
+        self, device: Device, offset: int, length: int
+    ) -> tuple[list[list[int]], list[tuple[int, memoryview]]]:
+        """A range of ``device`` (call under its read lock) as the physically consecutive
+        runs of its plain chunks, ``[device offset, data file position, length]``, and the
+        rest (overlays, and chunks unmapped meanwhile) read into buffers, ``(device offset,
+        bytes)``: what a copy sends to the kernel whole, and what it must write itself."""
+        size = self._state.geometry.chunk_size
+        first = offset // size
+        entries = self.entries(device, first, (offset + length - 1) // size - first + 1)
+        rows = self._state.datamap.overlay_rows()
+        runs: list[list[int]] = []
+        parts: list[tuple[int, memoryview]] = []
+        for index, entry in enumerate(entries):
+            start = max(offset, (first + index) * size)
+            end = min(offset + length, (first + index + 1) * size)
+            row = rows.get(entry - 1) if entry and rows else None
+            if entry and not row:
+                position = (entry - 1) * size + start % size
+                if runs and runs[-1][1] + runs[-1][2] == position:
+                    runs[-1][2] += end - start
+                else:
+                    runs.append([start, position, end - start])
+                continue
+            view = memoryview(bytearray(end - start))
+            if row:
+                self.read_overlay(entry - 1, *row, start % size, view)
+            parts.append((start, view))
+        return runs, parts
+
     def copy_to_file(self, device: Device, offset: int, length: int, fd: int) -> bool:
         """Copy ``device``'s bytes of a range into the file ``fd`` at the same offsets:
         physically consecutive plain chunks in one kernel copy each, overlays (and chunks
         unmapped meanwhile) through a buffer. False when the kernel cannot copy."""
-        size = self._state.geometry.chunk_size
-        first = offset // size
-        count = (offset + length - 1) // size - first + 1
         with device.lock.read():  # the chunks stay this device's while they are copied
             device.require_alive()
-            with self._state.lock:
-                height = self._state.geometry.height(device.size)
-                entries = lookup_run(self._state.nodes, device.root, height, first, count)
-            rows = self._state.datamap.overlay_rows()
-            runs: list[list[int]] = []  # [position in the data file, device offset, length]
             try:
-                for index, entry in enumerate(entries):
-                    start = max(offset, (first + index) * size)
-                    end = min(offset + length, (first + index + 1) * size)
-                    row = rows.get(entry - 1) if entry and rows else None
-                    position = (entry - 1) * size + start % size
-                    if entry and not row:
-                        if runs and runs[-1][0] + runs[-1][2] == position:
-                            runs[-1][2] += end - start
-                        else:
-                            runs.append([position, start, end - start])
-                        continue
-                    view = memoryview(bytearray(end - start))
-                    if row:
-                        self.read_overlay(entry - 1, *row, start % size, view)
+                runs, parts = self.plain_runs(device, offset, length)
+                for start, view in parts:
                     fileio.pwrite_full(fd, view, start)
-                for position, start, run in runs:
+                for start, position, run in runs:
                     self._chunks.copy_out(position, fd, start, run)
             except OSError:
                 return False

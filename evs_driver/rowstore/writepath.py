@@ -135,32 +135,10 @@ class WritePath:
         """Write ``source``'s bytes of a range at the same offsets of volume ``target``:
         one write (one plan) per physically consecutive run of plain chunks, which the
         kernel copies; overlays, and chunks unmapped meanwhile, through a buffer."""
-        size = self._state.geometry.chunk_size
-        first = offset // size
-        count = (offset + length - 1) // size - first + 1
         with source.lock.read():  # its chunks stay as they are while they are copied
             source.require_alive()
-            with self._state.lock:
-                height = self._state.geometry.height(source.size)
-                entries = tree.lookup_run(self._state.nodes, source.root, height, first, count)
-            rows = self._state.datamap.overlay_rows()
-            parts: list[tuple[int, Stored | memoryview]] = []  # (device offset, bytes)
-            runs: list[list[int]] = []  # [device offset, data file position, length]
-            for index, entry in enumerate(entries):
-                start = max(offset, (first + index) * size)
-                end = min(offset + length, (first + index + 1) * size)
-                row = rows.get(entry - 1) if entry and rows else None
-                if entry and not row:
-                    position = (entry - 1) * size + start % size
-                    if runs and runs[-1][1] + runs[-1][2] == position:
-                        runs[-1][2] += end - start
-                    else:
-                        runs.append([start, position, end - start])
-                    continue
-                view = memoryview(bytearray(end - start))
-                if row:
-                    self._reader.read_overlay(entry - 1, *row, start % size, view)
-                parts.append((start, view))
+            runs, buffered = self._reader.plain_runs(source, offset, length)
+            parts: list[tuple[int, Stored | memoryview]] = list(buffered)  # (offset, bytes)
             # The kernel's copies read what is not cached a pipe's worth at a time, and the
             # data file is opened for random access: ask for each run whole, up front.
             for start, position, run in runs:
