@@ -131,6 +131,19 @@ def sparse_image(path, size: int, extents: dict[int, bytes]) -> None:
             image.write(data)
 
 
+def volume_with_two_snapshots(state_path, tmp, first: dict, second: dict) -> tuple[str, str]:
+    """Volume ``v`` (1 GiB) holding ``first``, snapshot s1, then ``second``, snapshot s2
+    (``{offset: bytes}`` each, imported from sparse images in ``tmp``); the two ids."""
+    ids = []
+    for n, (image, extents) in enumerate((("one.raw", first), ("two.raw", second)), 1):
+        sparse_image(tmp / image, 1 << 30, extents)
+        if n == 1:
+            evs_json(state_path, "volume", "create", "--size", "1", "--name", "v")
+        evs_json(state_path, "volume", "import", "v", tmp / image)
+        ids.append(evs_json(state_path, "snapshot", "create", "v", "--name", f"s{n}")["id"])
+    return ids[0], ids[1]
+
+
 def exported(state_path, kind: str, ref: str, path) -> bytes:
     """The bytes of a volume or snapshot, through ``evs ... export`` to a raw ``path``."""
     evs_json(state_path, kind, "export", ref, path, "--force")

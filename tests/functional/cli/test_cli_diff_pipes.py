@@ -19,6 +19,7 @@ from tests.functional.cli.support import (
     exported,
     one_line_error,
     sparse_image,
+    volume_with_two_snapshots,
 )
 
 MiB = 1024**2
@@ -54,13 +55,8 @@ def source(tmp_path_factory):
     """Host A with volume ``v`` and snapshots s1, s2 (the tests only read it)."""
     tmp = tmp_path_factory.mktemp("source")
     a = tmp / "a"
-    sparse_image(tmp / "one.raw", GiB, {MiB: b"1" * 70000, 600 * MiB: b"x" * 4096})
-    sparse_image(tmp / "two.raw", GiB, {MiB: b"1" * 70000, 900 * MiB: b"2" * 5000})
-    evs_json(a, "volume", "create", "--size", "1", "--name", "v")
-    evs_json(a, "volume", "import", "v", tmp / "one.raw")
-    s1 = evs_json(a, "snapshot", "create", "v", "--name", "s1")["id"]
-    evs_json(a, "volume", "import", "v", tmp / "two.raw")
-    s2 = evs_json(a, "snapshot", "create", "v", "--name", "s2")["id"]
+    first = {MiB: b"1" * 70000, 600 * MiB: b"x" * 4096}
+    s1, s2 = volume_with_two_snapshots(a, tmp, first, {MiB: b"1" * 70000, 900 * MiB: b"2" * 5000})
     return a, s1, s2
 
 

@@ -8,7 +8,14 @@ import tempfile
 
 import pytest
 
-from tests.functional.cli.support import evs, evs_json, exported, one_line_error, sparse_image
+from tests.functional.cli.support import (
+    evs,
+    evs_json,
+    exported,
+    one_line_error,
+    sparse_image,
+    volume_with_two_snapshots,
+)
 
 MiB = 1024**2
 GiB = 1024 * MiB
@@ -21,13 +28,7 @@ def source(tmp_path):
     rng = random.Random(16)
     first = {MiB: rng.randbytes(64 * 1024), 500 * MiB: rng.randbytes(8192), 900 * MiB: b"k" * 4096}
     second = {MiB: first[MiB], 700 * MiB: rng.randbytes(3000), 900 * MiB: b"k" * 4096}
-    sparse_image(tmp_path / "one.raw", GiB, first)
-    sparse_image(tmp_path / "two.raw", GiB, second)
-    evs_json(state, "volume", "create", "--size", "1", "--name", "v")
-    evs_json(state, "volume", "import", "v", tmp_path / "one.raw")
-    s1 = evs_json(state, "snapshot", "create", "v", "--name", "s1")["id"]
-    evs_json(state, "volume", "import", "v", tmp_path / "two.raw")
-    s2 = evs_json(state, "snapshot", "create", "v", "--name", "s2")["id"]
+    s1, s2 = volume_with_two_snapshots(state, tmp_path, first, second)
     return state, s1, s2
 
 
