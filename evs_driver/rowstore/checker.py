@@ -7,8 +7,9 @@ Reads the committed metadata only. Reports:
 - leaks: a stored count higher than the references found (space that is never freed), and
   node rows that nothing reaches;
 - per device: the mapped-chunk count and any mapping past the device's size;
-- overlays that nothing maps, whose base is missing or an overlay itself, or whose valid
-  mask is empty or full (each overlay's reference on its base is part of the counts).
+- overlays that nothing maps, whose base is missing, whose chain of bases is deeper than
+  ``MAX_DEPTH`` overlays (or a cycle), or whose valid mask is empty or full (each overlay's
+  reference on its base is part of the counts).
 """
 
 from array import array
@@ -16,7 +17,7 @@ from collections import Counter
 
 from evs_driver.reports import CheckReport
 from evs_driver.rowstore.geometry import height_for
-from evs_driver.rowstore.overlays import FULL
+from evs_driver.rowstore.overlays import FULL, MAX_DEPTH
 from evs_driver.rowstore.spacemap import PAGE_ENTRIES
 
 
@@ -157,19 +158,39 @@ def check(meta) -> CheckReport:
 
 
 def _check_overlays(rows: dict[int, tuple[int, int]], walker: _Walker, problems: list[str]):
+    # A level of a chain is held by the overlay above it, not by a leaf.
+    reached = {chunk for chunk in rows if walker.data_refs.get(chunk)}
+    for chunk in list(reached):
+        for _ in range(MAX_DEPTH):
+            chunk = rows[chunk][0]
+            if chunk not in rows or chunk in reached:
+                break
+            reached.add(chunk)
     for chunk, (base, valid) in sorted(rows.items()):
-        if not walker.data_refs.get(chunk):
+        if chunk not in reached:
             problems.append(f"leak: overlay chunk {chunk} is recorded but nothing maps it")
         if base >= walker.limit:
             problems.append(
                 f"dangling pointer: overlay chunk {chunk} has base {base} "
                 f"beyond the allocated data ({walker.limit} chunks)"
             )
-        elif base in rows:
-            problems.append(f"overlay chunk {chunk} has base {base}, itself an overlay")
+        elif _too_deep(rows, chunk):
+            problems.append(
+                f"overlay chunk {chunk} has a chain of bases deeper than {MAX_DEPTH} "
+                "overlays (or a cycle)"
+            )
         if not 0 < valid < FULL:
             problems.append(f"overlay chunk {chunk} has valid-block mask {valid:#x}")
         walker.data_refs[base] += 1
+
+
+def _too_deep(rows: dict[int, tuple[int, int]], chunk: int) -> bool:
+    """True when more than ``MAX_DEPTH`` overlays stack from ``chunk`` down (a cycle too)."""
+    for _ in range(MAX_DEPTH):
+        chunk = rows[chunk][0]
+        if chunk not in rows:
+            return False
+    return True
 
 
 def _compare(

@@ -4,12 +4,15 @@ A chunk's count is the number of leaf entries that map it plus one per overlay w
 is. Invariants kept here:
 - a base outlives every overlay: an overlay holds one reference on its base, dropped only
   when the overlay is freed or completed (all blocks valid);
-- a base is never an overlay itself (redirecting a shared overlay makes an overlay of the
-  same base), and a valid mask is never 0 nor full;
+- a base may be an overlay, but no chain of bases is deeper than ``overlays.MAX_DEPTH``
+  (the redirect that would go deeper makes an overlay of the bottom chunk instead), and a
+  valid mask is never 0 nor full;
+- a base is never written in place: it is either shared or mapped by no leaf at all;
 - a chunk whose count reaches 0 is not handed out again until the commit that freed it has
   stored the metadata (``freed`` then ``reuse_freed``, called by the transaction only).
 """
 
+from evs_driver import exception
 from evs_driver.rowstore import overlays
 from evs_driver.rowstore.overlays import Overlays
 from evs_driver.rowstore.spacemap import SpaceMap
@@ -81,17 +84,44 @@ class DataMap:
             return 0
         return overlays.block_mask(self._block, in_offset, length) & ~row[1]
 
-    def redirect_valid(self, entry: int, in_offset: int, length: int) -> int:
-        """The valid blocks of the overlay a redirected write makes, or 0 for a whole chunk
-        (nothing to keep, or every block would be valid). Redirecting an overlay makes an
-        overlay of the same base, with the old overlay's blocks carried over."""
+    def chain(self, chunk: int) -> list[tuple[int, int]]:
+        """``(chunk, valid mask)`` of each level a read of ``chunk`` takes blocks from, the
+        top first, down to the plain chunk at the bottom (with every block valid).
+
+        Safe without the metadata lock for a chunk the caller holds a reference to: the rows
+        of it and of its bases change only when it is written in place or freed."""
+        rows, levels = self._overlays.rows, []
+        row = rows.get(chunk)
+        while row is not None:
+            if len(levels) == overlays.MAX_DEPTH:
+                raise exception.PoolCorrupt(
+                    path=self._space.name,
+                    reason=f"overlay chunk {levels[0][0]} has bases deeper than "
+                    f"{overlays.MAX_DEPTH} overlays",
+                )
+            levels.append((chunk, row[1]))
+            chunk = row[0]
+            row = rows.get(chunk)
+        levels.append((chunk, overlays.FULL))
+        return levels
+
+    def redirect(self, entry: int, in_offset: int, length: int) -> tuple[int, int]:
+        """The overlay a write redirected away from leaf entry ``entry`` makes, as ``(valid
+        mask, base)``; the mask is 0 for a whole chunk (nothing to keep, or every block
+        would be valid). A write into an overlay makes an overlay of it, holding only the
+        written blocks; at ``MAX_DEPTH`` it makes one of the bottom chunk instead, whose
+        mask adds every block the chain held (the writer copies them)."""
         if not entry:
-            return 0
+            return 0, -1
         valid = overlays.block_mask(self._block, in_offset, length)
-        row = self._overlays.rows.get(entry - 1)
-        if row is not None:
-            valid |= row[1]
-        return 0 if valid == overlays.FULL else valid
+        levels = self.chain(entry - 1)
+        if len(levels) > overlays.MAX_DEPTH:
+            for _, held in levels[:-1]:
+                valid |= held
+            base = levels[-1][0]
+        else:
+            base = entry - 1
+        return (0 if valid == overlays.FULL else valid), base
 
     def extend_overlay(self, chunk: int, new_valid: int) -> None:
         """Mark blocks of an unshared overlay valid; at full it becomes a plain chunk."""
@@ -103,12 +133,11 @@ class DataMap:
         else:
             self._overlays.set(chunk, base, valid)
 
-    def redirected(self, target: int, old_entry: int, new_valid: int) -> None:
+    def redirected(self, target: int, old_entry: int, new_valid: int, base: int) -> None:
         """A leaf entry that mapped ``old_entry`` now maps chunk ``target``: settle counts.
 
-        With ``new_valid`` the target is an overlay reading the rest from the old chunk (or,
-        when that was an overlay, from its base); the leaf's reference on the old chunk then
-        passes to the new overlay.
+        With ``new_valid`` the target is an overlay of ``base`` (``redirect`` chose it);
+        when that is the old chunk, the leaf's reference on it passes to the new overlay.
         """
         self.reference(target)
         if not old_entry:
@@ -116,21 +145,22 @@ class DataMap:
         if not new_valid:
             self.drop(old_entry - 1)
             return
-        row = self._overlays.rows.get(old_entry - 1)
-        if row is None:
-            self._overlays.set(target, old_entry - 1, new_valid)
-        else:
-            self._overlays.set(target, row[0], new_valid)
-            self.reference(row[0])
+        self._overlays.set(target, base, new_valid)
+        if base != old_entry - 1:
+            self.reference(base)
             self.drop(old_entry - 1)
 
     # -- accounting -----------------------------------------------------------------
     def exclusive_chunks(self, entry: int) -> int:
-        """Chunks freed if the one leaf entry ``entry`` went away (with an overlay's base)."""
+        """Chunks freed if the one leaf entry ``entry`` went away (with the bases it alone holds)."""
         if not entry or self._space.get(entry - 1) != 1:
             return 0
-        row = self._overlays.rows.get(entry - 1)
-        return 1 + bool(row and self._space.get(row[0]) == 1)
+        freed = 0
+        for chunk, _ in self.chain(entry - 1):
+            if self._space.get(chunk) != 1:
+                break
+            freed += 1
+        return freed
 
     # -- the transaction's side -----------------------------------------------------------
     def pending(self) -> bool:

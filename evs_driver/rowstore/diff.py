@@ -5,8 +5,8 @@ Invariants this relies on, kept by the layers below:
   and costs what differs plus the nodes above it, never the devices' size;
 - equal leaf entries map the same chunk, and a chunk two devices share is never changed in
   place (the write path redirects), so equal entries hold equal data;
-- an overlay's unwritten blocks read as its base, so an overlay and its base (or two
-  overlays of one base) differ at most in the overlays' valid blocks.
+- an overlay's unwritten blocks read as its base (itself perhaps an overlay), so two
+  chunks whose chains of bases meet differ at most in the blocks held above the meeting.
 
 A device's tree addresses slots beyond its size as empty, and a shorter tree is read as if
 grown (``tree.grow``: the old root as entry 0 of each new level), so devices of different
@@ -101,15 +101,20 @@ def _entries(nodes: NodeStore, ref: int, tree: Tree, level: int):
 
 def changed_blocks(datamap: DataMap, old: int, new: int) -> int:
     """The overlay blocks of a chunk that may differ between two leaf entries (a mask;
-    ``overlays.FULL`` when the whole chunk may). Call under the metadata lock."""
+    ``overlays.FULL`` when the whole chunk may): the blocks the levels above the first
+    chunk both chains of bases share hold. Call under the metadata lock."""
     if not old or not new:
         return overlays.FULL
-    row_old, row_new = datamap.overlay(old - 1), datamap.overlay(new - 1)
-    base_old = row_old[0] if row_old else old - 1
-    base_new = row_new[0] if row_new else new - 1
-    if base_old != base_new:
-        return overlays.FULL
-    return ((row_old[1] if row_old else 0) | (row_new[1] if row_new else 0)) or overlays.FULL
+    old_levels, new_levels = datamap.chain(old - 1), datamap.chain(new - 1)
+    old_chunks = [chunk for chunk, _ in old_levels]
+    for depth, (chunk, _) in enumerate(new_levels):
+        if chunk in old_chunks:
+            above = new_levels[:depth] + old_levels[: old_chunks.index(chunk)]
+            changed = 0
+            for _, valid in above:
+                changed |= valid
+            return changed or overlays.FULL
+    return overlays.FULL
 
 
 def block_runs(mask: int) -> list[tuple[int, int]]:

@@ -30,7 +30,9 @@ from evs_driver.rowstore.geometry import Geometry
 from evs_driver.rowstore.metafile import engine_error, validate
 from evs_driver.sqlitelog import close_keeping_log
 
-FORMAT_VERSION = 3  # 2: overlays; 3: the data file's identity (older pools are upgraded)
+# 2: overlays; 3: the data file's identity; 4: an overlay's base may be an overlay (code
+# before 4 would read such a chain wrongly). Older pools are upgraded when opened.
+FORMAT_VERSION = 4
 
 #: Checkpoint once the log holds this much (SQLite's own default is 1000 pages).
 CHECKPOINT_BYTES = 8 << 20

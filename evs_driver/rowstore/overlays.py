@@ -6,13 +6,23 @@ sees, so it goes to a new chunk. Copying the whole old chunk there would cost 16
 sixteenth of a chunk) and becomes an *overlay* of the old chunk, its *base*: reads take
 the blocks marked valid from the overlay and the rest from the base.
 
+A write into an overlay that a snapshot shares makes an overlay of that overlay, so it too
+writes only its own blocks; a chain of bases is at most ``MAX_DEPTH`` overlays deep, and the
+write that would go deeper copies the chain's blocks into one overlay of the plain chunk at
+the bottom instead. A read thus looks at most ``MAX_DEPTH`` rows up (in memory) before the
+one ``pread`` of each run of blocks, whatever the number of snapshots.
+
 The rows kept here are changed only by the data map (``datamap.py``), which keeps their
-invariants: a base outlives every overlay that reads it, a base is never an overlay itself
-(so a read resolves in one step), and a valid mask is never 0 nor full.
+invariants: a base outlives every overlay that reads it, no chain of bases is deeper than
+``MAX_DEPTH`` (nor a cycle), and a valid mask is never 0 nor full.
 """
 
 BLOCKS = 16
 FULL = (1 << BLOCKS) - 1
+#: Overlays a chain of bases may stack on its plain chunk. Each level costs a read one dict
+#: lookup; each flattening (once per MAX_DEPTH rounds of snapshot-then-write) copies at
+#: most the chunk's other 15 blocks.
+MAX_DEPTH = 4
 
 
 def block_mask(block_size: int, offset: int, length: int) -> int:

@@ -145,15 +145,15 @@ class ReadPath:
         return runs
 
     def read_overlay(self, chunk: int, base: int, valid: int, in_offset: int, view) -> None:
-        """Read bytes of an overlay: valid blocks from it, the others from its base."""
+        """Read bytes of an overlay: valid blocks from it, the others as its base shows them
+        (from the first level of the chain of bases that holds each)."""
         size, block = self._state.geometry.chunk_size, self._state.geometry.block_size
         wanted = overlays.block_mask(block, in_offset, len(view))
-        if valid & wanted in (0, wanted):  # all from one chunk: the common case
-            source = chunk if valid & wanted else base
-            self._chunks.readinto(source * size + in_offset, view)
+        if valid & wanted == wanted:  # all from the overlay: the common case
+            self._chunks.readinto(chunk * size + in_offset, view)
             return
-        for start, end, in_overlay in overlays.segments(block, valid, in_offset, len(view)):
-            source = chunk if in_overlay else base
+        levels = [(chunk, valid), *self._state.datamap.chain(base)]
+        for start, end, source in _sources(block, levels, in_offset, len(view)):
             self._chunks.readinto(source * size + start, view[start - in_offset : end - in_offset])
 
     def read_chunk(self, chunk: int, in_offset: int, view) -> None:
@@ -164,6 +164,24 @@ class ReadPath:
             self._chunks.readinto(chunk * self._state.geometry.chunk_size + in_offset, view)
         else:
             self.read_overlay(chunk, row[0], row[1], in_offset, view)
+
+
+def _sources(block: int, levels: list[tuple[int, int]], offset: int, length: int):
+    """Yield ``(start, end, chunk)`` runs of ``[offset, offset + length)`` of a chunk, each
+    read from the first of ``levels`` (``(chunk, valid mask)``, the top first) holding it."""
+    end = offset + length
+    start, source = offset, -1
+    position = offset
+    while position < end:
+        number = position // block
+        holder = next(chunk for chunk, valid in levels if valid >> number & 1)
+        stop = min((number + 1) * block, end)
+        if holder != source:
+            if source >= 0:
+                yield start, position, source
+            start, source = position, holder
+        position = stop
+    yield start, end, source
 
 
 def _groups(entries: list[int]) -> list[tuple[bool, int]]:

@@ -49,6 +49,8 @@ class Piece:
     leaf: tree.WritableLeaf | None
     #: Overlay blocks the target newly holds (0: a plain chunk, or nothing new).
     new_valid: int
+    #: The chunk a redirected overlay reads its other blocks from (``DataMap.redirect``).
+    base: int = -1
 
 
 class WritePath:
@@ -176,9 +178,10 @@ class WritePath:
                 if new_valid is not None:  # in place
                     plan.append(Piece(vchunk, in_offset, data, entry - 1, entry, None, new_valid))
                     continue
-                valid = datamap.redirect_valid(entry, in_offset, len(data))
+                valid, base = datamap.redirect(entry, in_offset, len(data))
                 self._transaction.before_allocating()
-                plan.append(Piece(vchunk, in_offset, data, datamap.allocate(), entry, leaf, valid))
+                target = datamap.allocate()
+                plan.append(Piece(vchunk, in_offset, data, target, entry, leaf, valid, base))
         except BaseException:
             self._release_new(plan)
             raise
@@ -194,7 +197,7 @@ class WritePath:
         piece.leaf.mark_dirty()  # again: a commit since planning may have written it clean
         if not piece.old_entry:
             device.mapped += 1
-        self._state.datamap.redirected(piece.target, piece.old_entry, piece.new_valid)
+        self._state.datamap.redirected(piece.target, piece.old_entry, piece.new_valid, piece.base)
 
     def _release_new(self, plan: list[Piece]) -> None:
         for piece in plan:
@@ -222,8 +225,8 @@ class WritePath:
                 self._chunks.readinto(data.position, buffer)
                 data = buffer
             if piece.new_valid:
-                if piece.leaf is not None:
-                    self._carry_blocks(old, piece.target, in_offset, len(data))
+                if piece.leaf is not None and piece.base != old:
+                    self._carry_blocks(old, piece, len(data))
                 # Overlay blocks are written whole; a partly written block gets the rest of
                 # its bytes from what the old chunk shows there.
                 in_offset, data = self.whole_blocks(old, in_offset, data)
@@ -234,19 +237,16 @@ class WritePath:
                 in_offset, data = 0, merged
             self._chunks.write(piece.target * size + in_offset, data)
 
-    def _carry_blocks(self, old: int, target: int, in_offset: int, length: int) -> None:
-        """Copy an old overlay's valid blocks that a write does not cover to its successor."""
-        with self._state.lock:
-            row = self._state.datamap.overlay(old)
-        if row is None:
-            return
+    def _carry_blocks(self, old: int, piece: Piece, length: int) -> None:
+        """Copy the blocks of a flattened chain (``DataMap.redirect``) that the write does
+        not cover into the new overlay, as the old chunk shows them."""
         size, block = self._state.geometry.chunk_size, self._state.geometry.block_size
-        carry = row[1] & ~overlays.block_mask(block, in_offset, length)
+        carry = piece.new_valid & ~overlays.block_mask(block, piece.in_offset, length)
         for start, end, valid in overlays.segments(block, carry, 0, size):
             if valid:
                 blocks = memoryview(bytearray(end - start))
-                self._chunks.readinto(old * size + start, blocks)
-                self._chunks.write(target * size + start, blocks)
+                self._reader.read_chunk(old, start, blocks)
+                self._chunks.write(piece.target * size + start, blocks)
 
     def whole_blocks(self, source: int, in_offset: int, data) -> tuple[int, object]:
         """``data`` widened to whole overlay blocks, the edges read from chunk ``source``."""

@@ -9,6 +9,7 @@ import pytest
 from evs_driver import exception
 from evs_driver.rowstore import Pool
 from evs_driver.rowstore.chunkstore import IDENTITY_BYTES
+from evs_driver.rowstore.metastore import FORMAT_VERSION
 from tests.unit.rowstore.conftest import CHUNK
 
 CAPACITY = 512 * CHUNK  # 2 MiB, so `truncate -s 1M` cuts it
@@ -117,7 +118,7 @@ def test_an_older_pool_is_stamped_when_opened(tmp_path, version):
     db = sqlite3.connect(f"{path}/metadata.sqlite")
     settings = dict(db.execute("SELECT key, value FROM pool"))
     db.close()
-    assert settings["format_version"] == 3 and len(settings["pool_id"]) == 32
+    assert int(settings["format_version"]) == FORMAT_VERSION and len(settings["pool_id"]) == 32
     os.truncate(f"{path}/data", CAPACITY)
     _refused(path, "truncated")  # from now on its identity is checked
 

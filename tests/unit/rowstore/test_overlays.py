@@ -76,26 +76,65 @@ def test_deleting_the_snapshot_keeps_the_base_for_the_overlay(pool):
     assert not pool.check().problems
 
 
-def test_writing_a_snapshotted_overlay_makes_an_overlay_of_the_same_base(pool, monkeypatch):
+def test_writing_a_snapshotted_overlay_makes_an_overlay_of_it(pool, monkeypatch):
     _old_and_snapshot(pool)
     pool.write("v", 0, b"1")
     ((first, (base, _)),) = pool._datamap.overlay_rows().items()
     pool.create_snapshot("v", "s1")
     calls = spy_chunk_writes(pool, monkeypatch)
     pool.write("v", 2 * BLOCK, b"2")
-    # Only block 0 (carried over) and block 2 (written) reach the new chunk.
-    assert sum(n for _, n in calls) == 2 * BLOCK
-    assert pool._datamap.overlay_rows()[first][0] == base
+    # Only the written block reaches the new chunk: block 0 stays in the first overlay.
+    assert sum(n for _, n in calls) == BLOCK
     (second,) = set(pool._datamap.overlay_rows()) - {first}
-    assert pool._datamap.overlay_rows()[second] == (base, 0b101)
+    assert pool._datamap.overlay_rows()[second] == (first, 0b100)
+    assert pool._datamap.overlay_rows()[first] == (base, 0b1)
     assert pool.read("v", 0, 2 * BLOCK + 1) == b"1" + b"o" * (2 * BLOCK - 1) + b"2"
     assert pool.read("s1", 0, 2 * BLOCK + 1) == b"1" + b"o" * 2 * BLOCK
     assert pool.read("s", 0, 2 * BLOCK + 1) == b"o" * (2 * BLOCK + 1)
     pool.delete("s1")
     pool.delete("s")
     pool.collect()
-    assert list(pool._datamap.overlay_rows()) == [second]
+    # The volume still reads through both levels; nothing else holds them.
+    assert sorted(pool._datamap.overlay_rows()) == sorted([first, second])
+    assert pool.exclusive_bytes("v") == 6 * CHUNK
     assert pool.read("v", 0, 2 * BLOCK + 1) == b"1" + b"o" * (2 * BLOCK - 1) + b"2"
+    assert not pool.check().problems
+    pool.delete("v")
+    pool.collect()
+    assert not pool._datamap.overlay_rows() and pool.usage().used_bytes == 0
+    assert not pool.check().problems
+
+
+def test_rounds_of_snapshot_then_write_stack_overlays_up_to_the_limit(pool, monkeypatch):
+    """Each round writes one block; at the limit one write flattens the chain onto the
+    bottom chunk, copying the blocks the chain held, and every snapshot keeps its data."""
+    _old_and_snapshot(pool)
+    rounds = 2 * overlays.MAX_DEPTH + 1
+    written = []
+    for n in range(rounds):
+        calls = spy_chunk_writes(pool, monkeypatch)
+        pool.write("v", n * BLOCK + 1, bytes([n + 1]))
+        monkeypatch.undo()
+        (entry,) = pool._reader.entries(pool._devices.get("v"), 0, 1)
+        depth = len(pool._datamap.chain(entry - 1)) - 1
+        written.append(sum(n for _, n in calls) // BLOCK)
+        assert 1 <= depth <= overlays.MAX_DEPTH
+        pool.create_snapshot("v", f"r{n}")
+    # One block a round, but the round after each full chain copies what the chain held.
+    assert written == [1, 1, 1, 1, 5, 1, 1, 1, 9]
+    for n in range(rounds):
+        expected = bytearray(b"o" * CHUNK)
+        for k in range(n + 1):
+            expected[k * BLOCK + 1] = k + 1
+        assert pool.read(f"r{n}", 0, CHUNK) == expected
+    assert pool.read("v", 0, CHUNK) == expected
+    assert pool.read("s", 0, CHUNK) == b"o" * CHUNK
+    assert not pool.check().problems
+    for n in range(rounds):
+        pool.delete(f"r{n}")
+    pool.delete("s")
+    pool.collect()
+    assert pool.read("v", 0, CHUNK) == expected
     assert not pool.check().problems
 
 
@@ -136,7 +175,7 @@ def test_the_checker_reports_a_broken_overlay_row(pool):
     db.close()
     problems = "\n".join(pool.check_committed().problems)
     assert f"overlay chunk {chunk} has valid-block mask" in problems
-    assert f"overlay chunk {base} has base {chunk}, itself an overlay" in problems
+    assert f"overlay chunk {base} has a chain of bases deeper than" in problems  # a cycle
     assert "double reference" in problems
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 
+from evs_driver import exception
 from evs_driver.rowstore import overlays
 from evs_driver.rowstore.datamap import DataMap
 from evs_driver.rowstore.overlays import Overlays
@@ -36,10 +37,9 @@ def test_a_chunk_is_freed_at_zero_and_reused_only_after_the_commit(datamap):
 def test_a_redirected_partial_write_makes_an_overlay_that_holds_its_base(datamap):
     base = _mapped(datamap)
     datamap.reference(base)  # a snapshot shares it
-    valid = datamap.redirect_valid(base + 1, BLOCK + 1, 10)
-    assert valid == 0b10
+    assert datamap.redirect(base + 1, BLOCK + 1, 10) == (0b10, base)
     overlay = datamap.allocate()
-    datamap.redirected(overlay, base + 1, valid)
+    datamap.redirected(overlay, base + 1, 0b10, base)
     assert datamap.overlay(overlay) == (base, 0b10)
     assert (datamap.count(base), datamap.count(overlay)) == (2, 1)
     datamap.drop(base)  # the snapshot goes: the overlay keeps its base
@@ -49,22 +49,65 @@ def test_a_redirected_partial_write_makes_an_overlay_that_holds_its_base(datamap
     assert sorted(datamap.freed()) == sorted([base, overlay])
 
 
-def test_redirecting_an_overlay_makes_an_overlay_of_the_same_base(datamap):
+def _stack(datamap, base: int, depth: int) -> list[int]:
+    """Overlays of ``base`` ``depth`` deep, block ``n`` written at level ``n``, each shared
+    by a snapshot when the next is made (as snapshot-then-write rounds leave them)."""
+    chain, below = [], base
+    for level in range(depth):
+        valid, base_of = datamap.redirect(below + 1, level * BLOCK, 1)
+        assert (valid, base_of) == (1 << level, below)
+        overlay = datamap.allocate()
+        datamap.redirected(overlay, below + 1, valid, base_of)
+        datamap.reference(overlay)  # the next round's snapshot shares it
+        chain.append(overlay)
+        below = overlay
+    return chain
+
+
+def test_redirecting_an_overlay_stacks_an_overlay_on_it(datamap):
     base = _mapped(datamap)
-    first = datamap.allocate()
-    datamap.redirected(first, base + 1, 0b1)
-    datamap.reference(first)  # shared again
-    valid = datamap.redirect_valid(first + 1, 2 * BLOCK, 1)
-    second = datamap.allocate()
-    datamap.redirected(second, first + 1, valid)
-    assert datamap.overlay(second) == (base, 0b101)
-    assert datamap.count(base) == 2
+    first, second = _stack(datamap, base, 2)
+    assert datamap.overlay(second) == (first, 0b10)
+    assert datamap.chain(second) == [(second, 0b10), (first, 0b1), (base, overlays.FULL)]
+    # Each level keeps the one below: the snapshots go, the chain stays for the volume.
+    assert datamap.count(base) == 1 and datamap.count(first) == 2
+    datamap.drop(first)
+    assert datamap.count(first) == 1
+    assert datamap.exclusive_chunks(second + 1) == 0  # a snapshot still shares second
+    datamap.drop(second)
+    assert datamap.exclusive_chunks(second + 1) == 3
+    datamap.drop(second)  # the last reference: the whole chain goes
+    assert sorted(datamap.freed()) == sorted([base, first, second])
+
+
+def test_a_redirect_at_the_deepest_chain_flattens_it_onto_the_bottom_chunk(datamap):
+    base = _mapped(datamap)
+    chain = _stack(datamap, base, overlays.MAX_DEPTH)
+    held = (1 << overlays.MAX_DEPTH) - 1
+    written = 1 << overlays.MAX_DEPTH
+    valid, base_of = datamap.redirect(chain[-1] + 1, overlays.MAX_DEPTH * BLOCK, 1)
+    assert (valid, base_of) == (held | written, base)
+    flat = datamap.allocate()
+    datamap.redirected(flat, chain[-1] + 1, valid, base_of)
+    assert datamap.chain(flat) == [(flat, held | written), (base, overlays.FULL)]
+    assert datamap.count(base) == 2  # the first overlay's and the flat one's
+    assert datamap.count(chain[-1]) == 1  # the snapshot's: the leaf maps the flat one
+
+
+def test_a_chain_deeper_than_the_limit_is_damage(datamap):
+    base = _mapped(datamap)
+    chain = _stack(datamap, base, overlays.MAX_DEPTH)
+    top = datamap.allocate()
+    datamap.reference(top)
+    datamap._overlays.set(top, chain[-1], 0b1)  # what only damaged metadata holds
+    with pytest.raises(exception.PoolCorrupt, match="deeper than"):
+        datamap.chain(top)
 
 
 def test_an_overlay_filled_to_every_block_becomes_a_plain_chunk(datamap):
     base = _mapped(datamap)
     overlay = datamap.allocate()
-    datamap.redirected(overlay, base + 1, 0b1)
+    datamap.redirected(overlay, base + 1, 0b1, base)
     assert datamap.new_valid(overlay + 1, 0, BLOCK) == 0
     datamap.extend_overlay(overlay, overlays.FULL)
     assert datamap.overlay(overlay) is None
@@ -77,7 +120,7 @@ def test_in_place_writes_and_exclusive_space(datamap):
     assert datamap.new_valid(0, 0, 10) is None  # unmapped
     assert datamap.exclusive_chunks(chunk + 1) == 1
     overlay = datamap.allocate()
-    datamap.redirected(overlay, chunk + 1, 0b1)
+    datamap.redirected(overlay, chunk + 1, 0b1, chunk)
     assert datamap.exclusive_chunks(overlay + 1) == 2  # with the base only it holds
     datamap.reference(overlay)
     assert datamap.new_valid(overlay + 1, 0, 10) is None  # shared
@@ -87,7 +130,7 @@ def test_in_place_writes_and_exclusive_space(datamap):
 def test_changes_are_handed_over_until_committed(datamap):
     base = _mapped(datamap)
     overlay = datamap.allocate()
-    datamap.redirected(overlay, base + 1, 0b1)
+    datamap.redirected(overlay, base + 1, 0b1, base)
     pages, stored, forgotten = datamap.changes()
     assert pages and stored == [(overlay, base, 0b1)] and forgotten == []
     datamap.committed()
