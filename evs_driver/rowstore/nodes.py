@@ -173,14 +173,8 @@ class NodeStore:
 
     def take_child_refs(self, node: Node) -> None:
         """Add one reference to every child of ``node`` (it has just been copied)."""
-        if node.level:
-            for child in node.entries:
-                if child:
-                    self._refs.inc(child - 1)
-        else:
-            for mapped in node.entries:
-                if mapped:
-                    self._data_refs.inc(mapped - 1)
+        refs = self._refs if node.level else self._data_refs
+        refs.share(entry - 1 for entry in node.entries if entry)
 
     def writable(self, node_id: int) -> int:
         """Return a node id safe to modify: ``node_id`` itself if unshared, else a shadow copy."""

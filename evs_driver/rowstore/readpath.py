@@ -37,6 +37,9 @@ class ReadPath:
             # Rows of chunks this device maps only change under its write lock (or when
             # freed, which our references prevent), so they can be read without the lock.
             rows = self._state.datamap.overlay_rows()
+            if _one_plain_run(entries, rows):  # a sequential read of a sequential write
+                self._chunks.readinto((entries[0] - 1) * size + offset % size, view)
+                return
             # Coalesce physically consecutive pieces into one preadv each.
             run_position = run_start = run_end = -1
             for index, entry in enumerate(entries):
@@ -149,8 +152,11 @@ class ReadPath:
         (from the first level of the chain of bases that holds each)."""
         size, block = self._state.geometry.chunk_size, self._state.geometry.block_size
         wanted = overlays.block_mask(block, in_offset, len(view))
-        if valid & wanted == wanted:  # all from the overlay: the common case
+        if valid & wanted == wanted:  # all from the overlay
             self._chunks.readinto(chunk * size + in_offset, view)
+            return
+        if not valid & wanted and self._state.datamap.overlay(base) is None:
+            self._chunks.readinto(base * size + in_offset, view)  # all from a plain base
             return
         levels = [(chunk, valid), *self._state.datamap.chain(base)]
         for start, end, source in _sources(block, levels, in_offset, len(view)):
@@ -182,6 +188,15 @@ def _sources(block: int, levels: list[tuple[int, int]], offset: int, length: int
             start, source = position, holder
         position = stop
     yield start, end, source
+
+
+def _one_plain_run(entries: list[int], rows: dict) -> bool:
+    """True when ``entries`` map consecutive plain chunks, tested in C (no loop here)."""
+    first = entries[0]
+    if not first or entries[-1] != first + len(entries) - 1:
+        return False
+    chunks = range(first - 1, first - 1 + len(entries))
+    return entries == list(range(first, first + len(entries))) and rows.keys().isdisjoint(chunks)
 
 
 def _groups(entries: list[int]) -> list[tuple[bool, int]]:

@@ -90,6 +90,23 @@ class SpaceMap:
             self._reserved.discard(block)
         page[index] += by
 
+    def share(self, blocks) -> None:
+        """One more reference to each of ``blocks``, all already referenced: the children
+        of a copied node (a leaf's 1,024 at a time, so one loop, not a call each)."""
+        pages, dirty = self._pages, self._dirty_pages
+        number, page = -1, None
+        for block in blocks:
+            if block // PAGE_ENTRIES != number:
+                number = block // PAGE_ENTRIES
+                page = pages.get(number)
+                dirty.add(number)
+            count = page[block % PAGE_ENTRIES] if page is not None else 0
+            if not count:
+                raise exception.PoolCorrupt(
+                    path=self.name, reason=f"block {block} is shared but has no reference"
+                )
+            page[block % PAGE_ENTRIES] = count + 1
+
     def dec(self, block: int) -> int:
         """Drop one reference and return the new count (the caller decides what 0 means)."""
         page = self._page_for_update(block)

@@ -33,6 +33,14 @@ def test_consistent_metadata_checks_clean(meta):
     assert report.summary.startswith("1 devices, 1 nodes, 2 chunks in use")
 
 
+def test_a_chain_of_overlays_checks_clean(meta):
+    """The leaf maps chunk 2, an overlay of chunk 1, itself an overlay of chunk 0: each
+    level is held by the one above it, not by a leaf."""
+    _store(meta, (1,), (1, 1, 1), leaf=(3, 0, 0, 0), mapped=1, overlays=[(2, 1, 2), (1, 0, 1)])
+    report = checker.check(meta)
+    assert report.clean, report.problems
+
+
 @pytest.mark.parametrize(
     "node_counts, chunk_counts, leaf, mapped, overlays, words",
     [
@@ -42,6 +50,8 @@ def test_consistent_metadata_checks_clean(meta):
         ((1,), (1, 1, 0, 0), (1, 2, 0, 99), 3, (), "beyond the allocated data"),
         ((1,), (2, 1), (1, 2, 0, 0), 2, [(1, 0, 0)], "has valid-block mask 0x0"),
         ((1,), (1, 1), (1, 2, 0, 0), 2, [(1, 2, 1)], "double reference: chunk 2"),
+        ((1,), (0, 2, 1), (2, 0, 0, 0), 1, [(1, 2, 1), (2, 1, 1)], "(or a cycle)"),
+        ((1,), (1, 1, 1), (1, 0, 0, 0), 1, [(1, 0, 1)], "overlay chunk 1 is recorded but"),
     ],
 )
 def test_each_kind_of_damage_is_reported(

@@ -41,6 +41,18 @@ def test_counts_used_and_the_floor_at_zero():
         space.dec(block)
 
 
+def test_sharing_adds_a_reference_to_each_block_and_refuses_an_unreferenced_one():
+    space = SpaceMap("pool p", {}, 0, None)
+    blocks = [space.allocate() for _ in range(PAGE_ENTRIES + 2)]
+    for block in blocks:
+        space.inc(block)
+    space.share(blocks[PAGE_ENTRIES - 1 :])  # across a page boundary
+    assert [space.get(b) for b in blocks[PAGE_ENTRIES - 2 :]] == [1, 2, 2, 2]
+    assert space.used == PAGE_ENTRIES + 2
+    with pytest.raises(exception.PoolCorrupt, match="shared but has no reference"):
+        space.share([PAGE_ENTRIES + 5])
+
+
 def test_a_full_space_raises_pool_full():
     space = SpaceMap("pool p", {}, 0, 2)
     space.allocate(), space.allocate()
