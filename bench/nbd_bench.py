@@ -7,6 +7,11 @@ qemu-nbd on a qcow2) and runs sequential 1 MiB and random 4 KiB reads and writes
 against each. Then it compares a pool volume with a qcow2 after 100 snapshots (internal qcow2
 snapshots) and after 50 snapshots with writes between them (a 50-deep chain of qcow2 overlays).
 It prints IOPS, MB/s and our/qemu ratios.
+
+``--only rounds`` (only on request: 20 fio runs, over 2 minutes at the default runtime, and
+deleting its pool's data file took another minute here) is issue 13's row: 4 KiB random
+writes right after each of 10 snapshots of one pool volume, interleaved with the same writes
+to a volume that never gets a snapshot; goal >= 0.7 of its IOPS in each round.
 """
 
 import argparse
@@ -15,12 +20,13 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import tempfile
 from collections.abc import Iterator
 
 from bench import nbdkit_rows
-from bench.helpers import wait_for_socket
+from bench.helpers import interleaved, median_spread, print_table, wait_for_socket
 from evs_driver.filedev import FileDevice
 from evs_driver.nbd import NBDServer
 from evs_driver.rowstore import Pool
@@ -30,6 +36,7 @@ MiB = 1 << 20
 CLUSTER = 64 << 10  # qcow2's default cluster and the pool's default chunk
 SNAPSHOTS = 100
 CHAIN = 50
+ROUNDS = 10  # issue 13's snapshot-then-write rounds
 SERVERS = ["file", "rowstore", "qemu"]
 # (label, fio rw, block size, ramp seconds); writes after snapshots get no ramp, so they time
 # the first seconds of writes, when most of them still copy or redirect a whole 64 KiB cluster.
@@ -67,14 +74,17 @@ def _make_content(path: str, size: int) -> None:
 
 
 @contextlib.contextmanager
-def _filled_pool(path: str, raw: str, size: int, capacity: int) -> Iterator[Pool]:
-    """A new pool holding volume ``vol`` with the raw image's content; closed on exit."""
+def _filled_pool(
+    path: str, raw: str, size: int, capacity: int, volumes: tuple[str, ...] = ("vol",)
+) -> Iterator[Pool]:
+    """A new pool holding ``volumes``, each with the raw image's content; closed on exit."""
     pool = Pool.create(path, capacity=capacity)
     try:
-        pool.create_volume("vol", size)
-        with open(raw, "rb") as f:
-            for offset in range(0, size, MiB):
-                pool.write("vol", offset, f.read(MiB))
+        for volume in volumes:
+            pool.create_volume(volume, size)
+            with open(raw, "rb") as f:
+                for offset in range(0, size, MiB):
+                    pool.write(volume, offset, f.read(MiB))
         pool.flush()
         yield pool
     finally:
@@ -82,9 +92,9 @@ def _filled_pool(path: str, raw: str, size: int, capacity: int) -> Iterator[Pool
 
 
 @contextlib.contextmanager
-def _exported(nbd: NBDServer, name: str, pool: Pool) -> Iterator[str]:
-    """Serve the pool's ``vol`` as export ``name``; yield its URI."""
-    nbd.add_export(name, lambda: PoolDevice(pool, "vol"))
+def _exported(nbd: NBDServer, name: str, pool: Pool, volume: str = "vol") -> Iterator[str]:
+    """Serve the pool's ``volume`` as export ``name``; yield its URI."""
+    nbd.add_export(name, lambda: PoolDevice(pool, volume))
     try:
         yield nbd.uri(name)
     finally:
@@ -176,11 +186,12 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "--only",
-        choices=[*SERVERS, "snapshots", "nbdkit"],
+        choices=[*SERVERS, "snapshots", "nbdkit", "rounds"],
         action="append",
         help="run only these (repeatable): the plain rows of a server, or the rows after "
         f"{SNAPSHOTS} snapshots and along a {CHAIN}-deep chain (pool volume against qcow2), "
-        "or the flush and 4-connection rows against nbdkit",
+        "or the flush and 4-connection rows against nbdkit; or (only on request) rounds: "
+        f"writes after each of {ROUNDS} snapshots against a volume with none",
     )
     parser.add_argument("--pairs", type=int, default=3, help="interleaved pairs for nbdkit rows")
     args = parser.parse_args(argv)
@@ -221,10 +232,15 @@ def _run(root: str, size: int, runtime: int, only: list[str], qemu_cache: str, p
         if "nbdkit" in only:
             with _filled_pool(os.path.join(root, "kit-pool"), raw, size, size + 256 * MiB) as pool:
                 lines = nbdkit_rows.measure(nbd, pool, raw, root, size, runtime, pairs, _fio)
+        if "rounds" in only:
+            rounds, loads = _rounds_rows(nbd, root, raw, size, runtime)
     finally:
         nbd.close()
     if results:
         _print_table(results)
+    if "rounds" in only:
+        print(f"IOPS of 4 KiB random writes, {runtime} s each with no ramp, right after a snapshot")
+        print_table("snapshotted", "no snapshot", rounds, ROUNDS, loads)
     if "nbdkit" in only:
         print("\n".join(lines))
 
@@ -302,6 +318,64 @@ def _chain_rows(nbd: NBDServer, root: str, raw: str, size: int, runtime: int, ca
             "qemu-nbd": stack.enter_context(qemu_nbd(top, os.path.join(root, "chain.sock"), cache)),
         }
         return _measure(uris, CHAIN_WORKLOADS, size, runtime)
+
+
+def _rounds_rows(
+    nbd: NBDServer, root: str, raw: str, size: int, runtime: int
+) -> tuple[list[str], tuple]:
+    """Issue 13's row: in each of ROUNDS interleaved pairs, snapshot volume ``shared`` and
+    time random writes into it, then the same writes into ``plain``, which has no snapshot.
+
+    fio draws fresh offsets each run, so later rounds also write into overlays that an
+    earlier round made and a later snapshot shares. Returns the rows and the load before
+    and after.
+    """
+    loads = os.getloadavg()
+    serial = iter(range(ROUNDS))
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(
+            _filled_pool(
+                os.path.join(root, "rounds-pool"),
+                raw,
+                size,
+                (2 + ROUNDS) * size,
+                ("shared", "plain"),
+            )
+        )
+        shared, plain = (
+            stack.enter_context(_exported(nbd, f"rounds-{volume}", pool, volume))
+            for volume in ("shared", "plain")
+        )
+
+        def write(uri: str) -> float:
+            return _fio(uri, "randwrite", "4k", size, runtime, 0)[0]
+
+        def snapshot_then_write() -> float:
+            pool.create_snapshot("shared", f"r{next(serial)}")
+            return write(shared)
+
+        mine, theirs = interleaved(ROUNDS, snapshot_then_write, lambda: write(plain), warm_up=False)
+    ratios = [a / b for a, b in zip(mine, theirs, strict=True)]
+    rows = [
+        _iops_row(f"round {n}: rand write 4k", a, b, ratio, "")
+        for n, (a, b, ratio) in enumerate(zip(mine, theirs, ratios, strict=True), 1)
+    ]
+    ratio, low, high = median_spread(ratios)
+    rows.append(
+        _iops_row(
+            f"median of {ROUNDS} rounds (ratio of each)",
+            statistics.median(mine),
+            statistics.median(theirs),
+            ratio,
+            f">= 0.7    (ratios {low:.2f}-{high:.2f})",
+        )
+    )
+    return rows, (loads, os.getloadavg())
+
+
+def _iops_row(what: str, ours: float, anchor: float, ratio: float, goal: str) -> str:
+    """One row of print_table's columns with IOPS: ours, the anchor, their ratio, the goal."""
+    return f"{what:<44} {ours:>11,.0f} {anchor:>11,.0f} {ratio:6.2f}  {goal}"
 
 
 def _print_table(results: dict) -> None:
