@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from evs_driver import exception
+from evs_driver.rowstore import transaction as transaction_module
 from evs_driver.rowstore.chunkstore import ChunkStore, new_pool_id
 from evs_driver.rowstore.datamap import DataMap
 from evs_driver.rowstore.devicetable import VOLUME, DeviceTable
@@ -137,3 +138,30 @@ def test_an_unclean_pool_zeroes_its_free_chunks_before_the_first_allocation(laye
     unclean.before_allocating()
     chunks.readinto(stale * CHUNK, view)
     assert bytes(view) == bytes(15)
+
+
+@pytest.mark.parametrize(
+    "slow_passes, outside", [(0, 1), (1, 2), (5, transaction_module.OUTSIDE_SYNCS)]
+)
+def test_a_commit_repeats_slow_data_syncs_outside_the_lock(
+    layers, monkeypatch, slow_passes, outside
+):
+    """Writers go on during a long data sync, so the commit syncs again before it takes
+    the lock. The slowness is injected (a clock that jumps): a real disk's is not
+    reproducible."""
+    transaction, nodes, _, _, chunks = layers
+    nodes.new(0)  # something to commit
+    clock = [0.0]
+    synced_with_lock_held = []
+    real_sync = chunks.sync
+
+    def sync():
+        synced_with_lock_held.append(transaction.lock._is_owned())
+        if len(synced_with_lock_held) <= slow_passes:
+            clock[0] += 1.0
+        real_sync()
+
+    monkeypatch.setattr(chunks, "sync", sync)
+    monkeypatch.setattr(transaction_module.time, "monotonic", lambda: clock[0])
+    transaction.commit()
+    assert synced_with_lock_held == [False] * outside + [True]
