@@ -37,6 +37,9 @@ class ReadPath:
             # Rows of chunks this device maps only change under its write lock (or when
             # freed, which our references prevent), so they can be read without the lock.
             rows = self._state.datamap.overlay_rows()
+            if count == 1:  # most requests: a block or a few, inside one chunk
+                self._read_one(entries[0], rows, offset % size, view)
+                return
             if _one_plain_run(entries, rows):  # a sequential read of a sequential write
                 self._chunks.readinto((entries[0] - 1) * size + offset % size, view)
                 return
@@ -64,6 +67,17 @@ class ReadPath:
                 run_position, run_start, run_end = position, start, end
             if run_start >= 0:
                 self._chunks.readinto(run_position, view[run_start:run_end])
+
+    def _read_one(self, entry: int, rows: dict, in_offset: int, view: memoryview) -> None:
+        """Read part of one chunk a leaf entry maps (call under the device's lock)."""
+        if not entry:
+            view[:] = bytes(len(view))
+            return
+        row = rows.get(entry - 1)
+        if row is None:
+            self._chunks.readinto((entry - 1) * self._state.geometry.chunk_size + in_offset, view)
+        else:
+            self.read_overlay(entry - 1, *row, in_offset, view)
 
     def entries(self, device: Device, first: int, count: int) -> list[int]:
         """Leaf entries of ``count`` chunks of ``device`` from ``first`` (call under the

@@ -51,6 +51,10 @@ def leaf_spans(nodes: NodeStore, root: int, height: int, first: int, count: int)
 
 def lookup_run(nodes: NodeStore, root: int, height: int, first: int, count: int) -> list[int]:
     """Leaf entries (chunk + 1, or 0 when unmapped) for ``count`` slots from ``first``."""
+    if first >> nodes.bits == (first + count - 1) >> nodes.bits:  # one leaf: most reads
+        leaf = find_leaf(nodes, root, height, first) if root else None
+        index = first & nodes.mask
+        return [0] * count if leaf is None else leaf.entries[index : index + count].tolist()
     entries: list[int] = []
     for take, found in leaf_spans(nodes, root, height, first, count):
         entries.extend([0] * take if found is None else found)
