@@ -161,7 +161,8 @@ class ChunkStore:
 
     def copy_in(self, source: int, position: int, length: int) -> None:
         """Write bytes of the file at ``source`` to ``position``: a copy in the kernel, or
-        through a buffer where the kernel cannot copy (then from now on)."""
+        through a buffer where the kernel cannot copy (then from now on), one ``pwrite``
+        per chunk as ``WritePath`` writes buffers."""
         if self._can_copy:
             self._unsynced = True
             try:
@@ -173,7 +174,11 @@ class ChunkStore:
                 self._can_copy = False
         buffer = memoryview(bytearray(length))
         self.readinto(source, buffer)
-        self.write(position, buffer)
+        done = 0
+        while done < length:
+            end = min(length, done + self.chunk_size - (position + done) % self.chunk_size)
+            self.write(position + done, buffer[done:end])
+            done = end
 
     def write(self, position: int, data) -> None:
         try:

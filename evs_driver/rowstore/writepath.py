@@ -205,37 +205,66 @@ class WritePath:
                 self._state.datamap.unreserve(piece.target)
 
     def _write_data(self, plan: list[Piece]) -> None:
-        """Write each planned piece: in place, into a fresh chunk, as an overlay, or redirected
-        whole with the old chunk's other bytes.
+        """Write the planned pieces, each through a buffer or as a kernel copy.
 
         One ``pwrite`` per chunk, never one across chunks: the page cache sizes a folio by
         the write that creates it, and a small overwrite later walks every block of its
         folio (ext4 with large folios), so chunk-sized folios keep 4 KiB writes cheap.
+        Kernel copies are another matter: they write a pipe's worth at a time whatever they
+        are asked, so pieces copied from consecutive bytes into consecutive chunks go to the
+        kernel as one copy (``ChunkStore.copy_in``).
         """
-        size = self._state.geometry.chunk_size
+        run: list[int] = []  # [source, position, length] of a kernel copy not yet asked for
         for piece in plan:
-            in_offset, data = piece.in_offset, piece.data
-            old = piece.old_entry - 1
-            if isinstance(data, Stored):
-                merging = piece.leaf is not None and piece.old_entry and len(data) < size
-                if not piece.new_valid and not merging:
-                    self._chunks.copy_in(data.position, piece.target * size + in_offset, len(data))
-                    continue
-                buffer = memoryview(bytearray(len(data)))
-                self._chunks.readinto(data.position, buffer)
-                data = buffer
-            if piece.new_valid:
-                if piece.leaf is not None and piece.base != old:
-                    self._carry_blocks(old, piece, len(data))
-                # Overlay blocks are written whole; a partly written block gets the rest of
-                # its bytes from what the old chunk shows there.
-                in_offset, data = self.whole_blocks(old, in_offset, data)
-            elif piece.leaf is not None and piece.old_entry and len(data) < size:
-                merged = bytearray(size)
-                self._reader.read_chunk(old, 0, memoryview(merged))
-                merged[in_offset : in_offset + len(data)] = data
-                in_offset, data = 0, merged
-            self._chunks.write(piece.target * size + in_offset, data)
+            copy = self._kernel_copy(piece)
+            # A plan's pieces are consecutive slices of one write's bytes, so only where
+            # they land can break a run.
+            if copy and run and run[1] + run[2] == copy[1]:
+                run[2] += copy[2]
+                continue
+            if run:
+                self._chunks.copy_in(*run)
+            run = copy
+            if not copy:
+                self._write_piece(piece)
+        if run:
+            self._chunks.copy_in(*run)
+
+    def _kernel_copy(self, piece: Piece) -> list[int]:
+        """``[source, position, length]`` when the kernel can copy ``piece`` as it is (bytes
+        of the data file going where nothing needs merging), else empty."""
+        size, data = self._state.geometry.chunk_size, piece.data
+        if not isinstance(data, Stored) or piece.new_valid or self._merging(piece, len(data)):
+            return []
+        return [data.position, piece.target * size + piece.in_offset, len(data)]
+
+    def _merging(self, piece: Piece, length: int) -> bool:
+        """Whether a redirect of part of a mapped chunk must bring along its other bytes."""
+        size = self._state.geometry.chunk_size
+        return piece.leaf is not None and bool(piece.old_entry) and length < size
+
+    def _write_piece(self, piece: Piece) -> None:
+        """Write one piece through a buffer: in place, into a fresh chunk, as an overlay, or
+        redirected whole with the old chunk's other bytes."""
+        size = self._state.geometry.chunk_size
+        in_offset, data = piece.in_offset, piece.data
+        old = piece.old_entry - 1
+        if isinstance(data, Stored):
+            buffer = memoryview(bytearray(len(data)))
+            self._chunks.readinto(data.position, buffer)
+            data = buffer
+        if piece.new_valid:
+            if piece.leaf is not None and piece.base != old:
+                self._carry_blocks(old, piece, len(data))
+            # Overlay blocks are written whole; a partly written block gets the rest of its
+            # bytes from what the old chunk shows there.
+            in_offset, data = self.whole_blocks(old, in_offset, data)
+        elif self._merging(piece, len(data)):
+            merged = bytearray(size)
+            self._reader.read_chunk(old, 0, memoryview(merged))
+            merged[in_offset : in_offset + len(data)] = data
+            in_offset, data = 0, merged
+        self._chunks.write(piece.target * size + in_offset, data)
 
     def _carry_blocks(self, old: int, piece: Piece, length: int) -> None:
         """Copy the blocks of a flattened chain (``DataMap.redirect``) that the write does

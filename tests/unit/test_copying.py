@@ -114,10 +114,8 @@ def test_file_to_file_copies_in_the_kernel(tmp_path, monkeypatch):
     assert calls == [3 * MiB] and _allocated(target) < 4 * MiB
 
 
-def test_full_clone_in_one_pool_copies_chunks_in_the_kernel_a_run_per_plan(pool, monkeypatch):
+def test_full_clone_in_one_pool_copies_a_kernel_copy_per_run(pool, monkeypatch):
     calls = _kernel_copies(monkeypatch)
-    plans, plan = [], pool._writer._plan
-    monkeypatch.setattr(pool._writer, "_plan", lambda *a: (plans.append(len(a[2])), plan(*a))[1])
     for name in ("s", "v"):
         copy = f"copy-{name}"
         pool.create_volume(copy, pool.device(name).size)
@@ -125,8 +123,23 @@ def test_full_clone_in_one_pool_copies_chunks_in_the_kernel_a_run_per_plan(pool,
         assert copy_into(source, target, target_is_zero=True) > 0
         assert pool.read(copy, 0, len(pool.expected[name])) == pool.expected[name]
         assert pool.exclusive_bytes(copy) == pool.device(copy).mapped_bytes  # shares nothing
-    assert calls and max(calls) == CHUNK  # one copy per target chunk
-    assert max(plans) >= 3 * MiB  # the first 3 MiB were written as one run: one plan
+    # The snapshot's runs (3 MiB, the 11 chunks under 700 KiB, the last 5 KiB) land in
+    # consecutive free chunks of the new volume: one copy each.
+    assert calls[:3] == [3 * MiB, 11 * CHUNK, 5 * KiB]
+    assert pool.check().clean
+
+
+def test_a_run_copied_into_scattered_free_chunks_splits_where_they_do(pool, monkeypatch):
+    pool.create_volume("holes", 8 * CHUNK)
+    pool.write("holes", 0, os.urandom(8 * CHUNK))
+    for chunk in range(0, 8, 2):
+        pool.discard("holes", chunk * CHUNK, CHUNK)
+    pool.commit()  # freed chunks are reused from here on, lowest first
+    calls = _kernel_copies(monkeypatch)
+    pool.create_volume("copy", pool.device("s").size)
+    copy_into(PoolDevice(pool, "s", writable=False), PoolDevice(pool, "copy"), target_is_zero=True)
+    assert pool.read("copy", 0, len(pool.expected["s"])) == pool.expected["s"]
+    assert calls[:5] == [CHUNK] * 4 + [3 * MiB - 4 * CHUNK]  # the four gaps, then the rest
     assert pool.check().clean
 
 
@@ -140,9 +153,12 @@ def test_a_kernel_that_cannot_copy_within_the_pool_falls_back(pool, monkeypatch)
         raise OSError(95, "Operation not supported")
 
     monkeypatch.setattr(os, "copy_file_range", cannot)
+    writes, real = [], os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda *a: (writes.append(len(a[1])), real(*a))[1])
     pool.create_volume("copy", pool.device("v").size)
     copy_into(PoolDevice(pool, "v", writable=False), PoolDevice(pool, "copy"), target_is_zero=True)
     assert len(refused) == 1  # asked once, then never again
+    assert max(writes) == CHUNK  # a run is written a chunk at a time (page-cache folios)
     assert pool.read("copy", 0, len(pool.expected["v"])) == pool.expected["v"]
     assert pool.check().clean
 
