@@ -5,8 +5,8 @@ is. Invariants kept here:
 - a base outlives every overlay: an overlay holds one reference on its base, dropped only
   when the overlay is freed or completed (all blocks valid);
 - a base may be an overlay, but no chain of bases is deeper than ``overlays.MAX_DEPTH``
-  (the redirect that would go deeper makes an overlay of the bottom chunk instead), and a
-  valid mask is never 0 nor full;
+  (the redirect that would go deeper makes a plain chunk instead), and a valid mask is
+  never 0 nor full;
 - a base is never written in place: it is either shared or mapped by no leaf at all;
 - a chunk whose count reaches 0 is not handed out again until the commit that freed it has
   stored the metadata (``freed`` then ``reuse_freed``, called by the transaction only).
@@ -105,23 +105,18 @@ class DataMap:
         levels.append((chunk, overlays.FULL))
         return levels
 
-    def redirect(self, entry: int, in_offset: int, length: int) -> tuple[int, int]:
-        """The overlay a write redirected away from leaf entry ``entry`` makes, as ``(valid
-        mask, base)``; the mask is 0 for a whole chunk (nothing to keep, or every block
-        would be valid). A write into an overlay makes an overlay of it, holding only the
-        written blocks; at ``MAX_DEPTH`` it makes one of the bottom chunk instead, whose
-        mask adds every block the chain held (the writer copies them)."""
+    def redirect_valid(self, entry: int, in_offset: int, length: int) -> int:
+        """The valid blocks of the overlay a write redirected away from leaf entry ``entry``
+        makes, whose base is the old chunk (an overlay too, perhaps); 0 for a whole chunk:
+        nothing to keep, every block written, or a chain already ``MAX_DEPTH`` deep, when
+        the writer copies the chunk as its devices see it (once per ``MAX_DEPTH`` rounds)
+        and the chain can go."""
         if not entry:
-            return 0, -1
+            return 0
         valid = overlays.block_mask(self._block, in_offset, length)
-        levels = self.chain(entry - 1)
-        if len(levels) > overlays.MAX_DEPTH:
-            for _, held in levels[:-1]:
-                valid |= held
-            base = levels[-1][0]
-        else:
-            base = entry - 1
-        return (0 if valid == overlays.FULL else valid), base
+        if valid == overlays.FULL or len(self.chain(entry - 1)) > overlays.MAX_DEPTH:
+            return 0
+        return valid
 
     def extend_overlay(self, chunk: int, new_valid: int) -> None:
         """Mark blocks of an unshared overlay valid; at full it becomes a plain chunk."""
@@ -133,21 +128,18 @@ class DataMap:
         else:
             self._overlays.set(chunk, base, valid)
 
-    def redirected(self, target: int, old_entry: int, new_valid: int, base: int) -> None:
+    def redirected(self, target: int, old_entry: int, new_valid: int) -> None:
         """A leaf entry that mapped ``old_entry`` now maps chunk ``target``: settle counts.
 
-        With ``new_valid`` the target is an overlay of ``base`` (``redirect`` chose it);
-        when that is the old chunk, the leaf's reference on it passes to the new overlay.
+        With ``new_valid`` the target is an overlay of the old chunk, and the leaf's
+        reference on that passes to the new overlay.
         """
         self.reference(target)
         if not old_entry:
             return
-        if not new_valid:
-            self.drop(old_entry - 1)
-            return
-        self._overlays.set(target, base, new_valid)
-        if base != old_entry - 1:
-            self.reference(base)
+        if new_valid:
+            self._overlays.set(target, old_entry - 1, new_valid)
+        else:
             self.drop(old_entry - 1)
 
     # -- accounting -----------------------------------------------------------------

@@ -8,8 +8,9 @@ the blocks marked valid from the overlay and the rest from the base.
 
 A write into an overlay that a snapshot shares makes an overlay of that overlay, so it too
 writes only its own blocks; a chain of bases is at most ``MAX_DEPTH`` overlays deep, and the
-write that would go deeper copies the chain's blocks into one overlay of the plain chunk at
-the bottom instead. A read thus looks at most ``MAX_DEPTH`` rows up (in memory) before the
+write that would go deeper copies the chunk as its devices see it into a plain chunk
+instead (one read of each level and one chunk-sized write), which lets the chain go once the
+snapshots that hold it do. A read thus looks at most ``MAX_DEPTH`` rows up (in memory) before the
 one ``pread`` of each run of blocks, whatever the number of snapshots.
 
 The rows kept here are changed only by the data map (``datamap.py``), which keeps their
@@ -20,8 +21,8 @@ invariants: a base outlives every overlay that reads it, no chain of bases is de
 BLOCKS = 16
 FULL = (1 << BLOCKS) - 1
 #: Overlays a chain of bases may stack on its plain chunk. Each level costs a read one dict
-#: lookup; each flattening (once per MAX_DEPTH rounds of snapshot-then-write) copies at
-#: most the chunk's other 15 blocks.
+#: lookup; each copy into a plain chunk (once per MAX_DEPTH + 1 rounds of snapshot-then-write
+#: on a chunk) costs a chunk-sized write.
 MAX_DEPTH = 4
 
 

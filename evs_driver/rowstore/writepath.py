@@ -12,7 +12,7 @@ Invariants kept here:
 
 import dataclasses
 
-from evs_driver.rowstore import overlays, tree
+from evs_driver.rowstore import tree
 from evs_driver.rowstore.chunkstore import ChunkStore
 from evs_driver.rowstore.devicetable import Device
 from evs_driver.rowstore.readpath import ReadPath
@@ -49,8 +49,6 @@ class Piece:
     leaf: tree.WritableLeaf | None
     #: Overlay blocks the target newly holds (0: a plain chunk, or nothing new).
     new_valid: int
-    #: The chunk a redirected overlay reads its other blocks from (``DataMap.redirect``).
-    base: int = -1
 
 
 class WritePath:
@@ -178,10 +176,9 @@ class WritePath:
                 if new_valid is not None:  # in place
                     plan.append(Piece(vchunk, in_offset, data, entry - 1, entry, None, new_valid))
                     continue
-                valid, base = datamap.redirect(entry, in_offset, len(data))
+                valid = datamap.redirect_valid(entry, in_offset, len(data))
                 self._transaction.before_allocating()
-                target = datamap.allocate()
-                plan.append(Piece(vchunk, in_offset, data, target, entry, leaf, valid, base))
+                plan.append(Piece(vchunk, in_offset, data, datamap.allocate(), entry, leaf, valid))
         except BaseException:
             self._release_new(plan)
             raise
@@ -197,7 +194,7 @@ class WritePath:
         piece.leaf.mark_dirty()  # again: a commit since planning may have written it clean
         if not piece.old_entry:
             device.mapped += 1
-        self._state.datamap.redirected(piece.target, piece.old_entry, piece.new_valid, piece.base)
+        self._state.datamap.redirected(piece.target, piece.old_entry, piece.new_valid)
 
     def _release_new(self, plan: list[Piece]) -> None:
         for piece in plan:
@@ -254,8 +251,6 @@ class WritePath:
             self._chunks.readinto(data.position, buffer)
             data = buffer
         if piece.new_valid:
-            if piece.leaf is not None and piece.base != old:
-                self._carry_blocks(old, piece, len(data))
             # Overlay blocks are written whole; a partly written block gets the rest of its
             # bytes from what the old chunk shows there.
             in_offset, data = self.whole_blocks(old, in_offset, data)
@@ -265,17 +260,6 @@ class WritePath:
             merged[in_offset : in_offset + len(data)] = data
             in_offset, data = 0, merged
         self._chunks.write(piece.target * size + in_offset, data)
-
-    def _carry_blocks(self, old: int, piece: Piece, length: int) -> None:
-        """Copy the blocks of a flattened chain (``DataMap.redirect``) that the write does
-        not cover into the new overlay, as the old chunk shows them."""
-        size, block = self._state.geometry.chunk_size, self._state.geometry.block_size
-        carry = piece.new_valid & ~overlays.block_mask(block, piece.in_offset, length)
-        for start, end, valid in overlays.segments(block, carry, 0, size):
-            if valid:
-                blocks = memoryview(bytearray(end - start))
-                self._reader.read_chunk(old, start, blocks)
-                self._chunks.write(piece.target * size + start, blocks)
 
     def whole_blocks(self, source: int, in_offset: int, data) -> tuple[int, object]:
         """``data`` widened to whole overlay blocks, the edges read from chunk ``source``."""

@@ -105,9 +105,9 @@ def test_writing_a_snapshotted_overlay_makes_an_overlay_of_it(pool, monkeypatch)
     assert not pool.check().problems
 
 
-def test_rounds_of_snapshot_then_write_stack_overlays_up_to_the_limit(pool, monkeypatch):
-    """Each round writes one block; at the limit one write flattens the chain onto the
-    bottom chunk, copying the blocks the chain held, and every snapshot keeps its data."""
+def test_rounds_of_snapshot_then_write_stack_overlays_up_to_the_limit_then_copy(pool, monkeypatch):
+    """Each round writes one block; past the limit one write copies the chunk as the
+    volume sees it into a plain chunk, and every snapshot keeps its data."""
     _old_and_snapshot(pool)
     rounds = 2 * overlays.MAX_DEPTH + 1
     written = []
@@ -118,10 +118,10 @@ def test_rounds_of_snapshot_then_write_stack_overlays_up_to_the_limit(pool, monk
         (entry,) = pool._reader.entries(pool._devices.get("v"), 0, 1)
         depth = len(pool._datamap.chain(entry - 1)) - 1
         written.append(sum(n for _, n in calls) // BLOCK)
-        assert 1 <= depth <= overlays.MAX_DEPTH
+        assert depth == (n + 1) % (overlays.MAX_DEPTH + 1)
         pool.create_snapshot("v", f"r{n}")
-    # One block a round, but the round after each full chain copies what the chain held.
-    assert written == [1, 1, 1, 1, 5, 1, 1, 1, 9]
+    # One block a round, but the round after each full chain copies the whole chunk.
+    assert written == [1, 1, 1, 1, overlays.BLOCKS, 1, 1, 1, 1]
     for n in range(rounds):
         expected = bytearray(b"o" * CHUNK)
         for k in range(n + 1):

@@ -37,9 +37,9 @@ def test_a_chunk_is_freed_at_zero_and_reused_only_after_the_commit(datamap):
 def test_a_redirected_partial_write_makes_an_overlay_that_holds_its_base(datamap):
     base = _mapped(datamap)
     datamap.reference(base)  # a snapshot shares it
-    assert datamap.redirect(base + 1, BLOCK + 1, 10) == (0b10, base)
+    assert datamap.redirect_valid(base + 1, BLOCK + 1, 10) == 0b10
     overlay = datamap.allocate()
-    datamap.redirected(overlay, base + 1, 0b10, base)
+    datamap.redirected(overlay, base + 1, 0b10)
     assert datamap.overlay(overlay) == (base, 0b10)
     assert (datamap.count(base), datamap.count(overlay)) == (2, 1)
     datamap.drop(base)  # the snapshot goes: the overlay keeps its base
@@ -54,10 +54,10 @@ def _stack(datamap, base: int, depth: int) -> list[int]:
     by a snapshot when the next is made (as snapshot-then-write rounds leave them)."""
     chain, below = [], base
     for level in range(depth):
-        valid, base_of = datamap.redirect(below + 1, level * BLOCK, 1)
-        assert (valid, base_of) == (1 << level, below)
+        valid = datamap.redirect_valid(below + 1, level * BLOCK, 1)
+        assert valid == 1 << level
         overlay = datamap.allocate()
-        datamap.redirected(overlay, below + 1, valid, base_of)
+        datamap.redirected(overlay, below + 1, valid)
         datamap.reference(overlay)  # the next round's snapshot shares it
         chain.append(overlay)
         below = overlay
@@ -80,18 +80,17 @@ def test_redirecting_an_overlay_stacks_an_overlay_on_it(datamap):
     assert sorted(datamap.freed()) == sorted([base, first, second])
 
 
-def test_a_redirect_at_the_deepest_chain_flattens_it_onto_the_bottom_chunk(datamap):
+def test_a_redirect_at_the_deepest_chain_makes_a_plain_chunk(datamap):
     base = _mapped(datamap)
     chain = _stack(datamap, base, overlays.MAX_DEPTH)
-    held = (1 << overlays.MAX_DEPTH) - 1
-    written = 1 << overlays.MAX_DEPTH
-    valid, base_of = datamap.redirect(chain[-1] + 1, overlays.MAX_DEPTH * BLOCK, 1)
-    assert (valid, base_of) == (held | written, base)
-    flat = datamap.allocate()
-    datamap.redirected(flat, chain[-1] + 1, valid, base_of)
-    assert datamap.chain(flat) == [(flat, held | written), (base, overlays.FULL)]
-    assert datamap.count(base) == 2  # the first overlay's and the flat one's
-    assert datamap.count(chain[-1]) == 1  # the snapshot's: the leaf maps the flat one
+    assert datamap.redirect_valid(chain[-1] + 1, overlays.MAX_DEPTH * BLOCK, 1) == 0
+    plain = datamap.allocate()
+    datamap.redirected(plain, chain[-1] + 1, 0)
+    assert datamap.chain(plain) == [(plain, overlays.FULL)]
+    assert datamap.count(chain[-1]) == 1  # the snapshot's: the leaf maps the plain one
+    for level in chain:  # the snapshots go: so does the chain they alone held
+        datamap.drop(level)
+    assert sorted(datamap.freed()) == sorted([base, *chain])
 
 
 def test_a_chain_deeper_than_the_limit_is_damage(datamap):
@@ -107,7 +106,7 @@ def test_a_chain_deeper_than_the_limit_is_damage(datamap):
 def test_an_overlay_filled_to_every_block_becomes_a_plain_chunk(datamap):
     base = _mapped(datamap)
     overlay = datamap.allocate()
-    datamap.redirected(overlay, base + 1, 0b1, base)
+    datamap.redirected(overlay, base + 1, 0b1)
     assert datamap.new_valid(overlay + 1, 0, BLOCK) == 0
     datamap.extend_overlay(overlay, overlays.FULL)
     assert datamap.overlay(overlay) is None
@@ -120,7 +119,7 @@ def test_in_place_writes_and_exclusive_space(datamap):
     assert datamap.new_valid(0, 0, 10) is None  # unmapped
     assert datamap.exclusive_chunks(chunk + 1) == 1
     overlay = datamap.allocate()
-    datamap.redirected(overlay, chunk + 1, 0b1, chunk)
+    datamap.redirected(overlay, chunk + 1, 0b1)
     assert datamap.exclusive_chunks(overlay + 1) == 2  # with the base only it holds
     datamap.reference(overlay)
     assert datamap.new_valid(overlay + 1, 0, 10) is None  # shared
@@ -130,7 +129,7 @@ def test_in_place_writes_and_exclusive_space(datamap):
 def test_changes_are_handed_over_until_committed(datamap):
     base = _mapped(datamap)
     overlay = datamap.allocate()
-    datamap.redirected(overlay, base + 1, 0b1, base)
+    datamap.redirected(overlay, base + 1, 0b1)
     pages, stored, forgotten = datamap.changes()
     assert pages and stored == [(overlay, base, 0b1)] and forgotten == []
     datamap.committed()
