@@ -109,8 +109,8 @@ class DataMap:
         """The valid blocks of the overlay a write redirected away from leaf entry ``entry``
         makes, whose base is the old chunk (an overlay too, perhaps); 0 for a whole chunk:
         nothing to keep, every block written, or a chain already ``MAX_DEPTH`` deep, when
-        the writer copies the chunk as its devices see it (once per ``MAX_DEPTH`` rounds)
-        and the chain can go."""
+        the writer copies the chunk as its devices see it (once in ``MAX_DEPTH + 1``
+        rounds of snapshot-then-write) and the chain can go."""
         if not entry:
             return 0
         valid = overlays.block_mask(self._block, in_offset, length)

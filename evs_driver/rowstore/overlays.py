@@ -33,21 +33,6 @@ def block_mask(block_size: int, offset: int, length: int) -> int:
     return ((1 << (last + 1)) - 1) ^ ((1 << first) - 1)
 
 
-def segments(block_size: int, valid: int, offset: int, length: int):
-    """Yield ``(start, end, in_overlay)`` runs covering ``[offset, offset + length)``."""
-    end = offset + length
-    start = offset
-    while start < end:
-        block = start // block_size
-        in_overlay = bool(valid >> block & 1)
-        stop = (block + 1) * block_size
-        while stop < end and bool(valid >> (stop // block_size) & 1) == in_overlay:
-            stop += block_size
-        stop = min(stop, end)
-        yield start, stop, in_overlay
-        start = stop
-
-
 class Overlays:
     """The overlay rows of a pool, with the set changed since the last commit."""
 
