@@ -169,11 +169,11 @@ class ReadPath:
         if valid & wanted == wanted:  # all from the overlay
             self._chunks.readinto(chunk * size + in_offset, view)
             return
-        if not valid & wanted and self._state.datamap.overlay(base) is None:
+        below = self._state.datamap.chain(base)
+        if not valid & wanted and len(below) == 1:
             self._chunks.readinto(base * size + in_offset, view)  # all from a plain base
             return
-        levels = [(chunk, valid), *self._state.datamap.chain(base)]
-        for start, end, source in _sources(block, levels, in_offset, len(view)):
+        for start, end, source in _sources(block, [(chunk, valid), *below], in_offset, len(view)):
             self._chunks.readinto(source * size + start, view[start - in_offset : end - in_offset])
 
     def read_chunk(self, chunk: int, in_offset: int, view) -> None:
