@@ -164,15 +164,21 @@ class DataMap:
         stored, forgotten = self._overlays.changes()
         return self._space.changed_pages(), stored, forgotten
 
-    def committed(self) -> None:
-        """The changes handed out are stored."""
-        self._space.committed()
-        self._overlays.committed()
+    def hand_over(self) -> tuple[set[int], set[int]]:
+        """Take what ``changes`` returned for a commit that stores it outside the lock."""
+        return self._space.hand_over(), self._overlays.hand_over()
+
+    def take_back(self, handed: tuple[set[int], set[int]]) -> None:
+        """A commit of ``hand_over``'s changes failed: they are changed again."""
+        pages, chunks = handed
+        self._space.take_back(pages)
+        self._overlays.take_back(chunks)
 
     def freed(self) -> list[int]:
-        """Chunks freed before the last commit: to be zeroed before they are reused."""
+        """Chunks freed and not yet reusable: to be zeroed once a commit has stored that."""
         return self._space.take_pending()
 
-    def reuse_freed(self) -> None:
-        """Let the chunks ``freed`` returned be allocated again (they now read as zeros)."""
-        self._space.recycle()
+    def reuse_freed(self, count: int | None = None) -> None:
+        """Let the chunks ``freed`` returned (its first ``count``) be allocated again (they
+        now read as zeros)."""
+        self._space.recycle(count)

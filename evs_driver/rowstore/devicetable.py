@@ -178,6 +178,18 @@ class DeviceTable:
         self._changed.clear()
         self._deleted.clear()
 
+    def hand_over(self) -> tuple[set[int], set[int]]:
+        """Take the changed and deleted ids for a commit that stores them outside the lock."""
+        handed = self._changed, self._deleted
+        self._changed, self._deleted = set(), set()
+        return handed
+
+    def take_back(self, handed: tuple[set[int], set[int]]) -> None:
+        """A commit of ``hand_over``'s rows failed: they are changed again."""
+        changed, deleted = handed
+        self._changed |= {i for i in changed if i in self._by_id}
+        self._deleted |= deleted
+
     # -- undo -----------------------------------------------------------------------
     def save_point(self) -> SavePoint:
         """Remember the table, with nothing pending, to return to it."""

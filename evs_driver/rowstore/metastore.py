@@ -21,6 +21,7 @@ import errno
 import functools
 import os
 import sqlite3
+import threading
 import time
 
 from evs_driver import exception
@@ -82,14 +83,17 @@ def _mapped(method):
 
     @functools.wraps(method)
     def mapped(self, *args):
-        with self.errors():
+        with self.lock, self.errors():
             return method(self, *args)
 
     return mapped
 
 
 class MetaStore:
-    """One SQLite connection; callers serialize access (the pool's lock)."""
+    """One SQLite connection, used by one thread at a time (``lock``).
+
+    A commit stores and syncs outside the pool's lock while writers read nodes under it;
+    every other use happens under the pool's lock with no commit storing."""
 
     def __init__(self, path: str, pool_path: str, page_size: int | None = None, disk: Disk = REAL):
         """Open a metadata file that ``validate`` accepted (``page_size``: a new, empty one)."""
@@ -99,6 +103,7 @@ class MetaStore:
         #: The log's file is made by this open: its name in the directory is not durable.
         self._new_log = not os.path.exists(path + "-wal")
         self._unsynced = False  # a commit is stored but its log not synced yet
+        self.lock = threading.RLock()
         with self.errors():
             self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             if page_size:
@@ -146,8 +151,17 @@ class MetaStore:
         finally:
             close_keeping_log(self.db, self.path)
 
+    @property
+    def unsynced(self) -> bool:
+        """True when a stored transaction is not durable yet (its ``sync`` failed)."""
+        return self._unsynced
+
     def sync(self) -> None:
         """Make every committed transaction durable; checkpoint when the log is large."""
+        with self.lock:
+            self._sync_locked()
+
+    def _sync_locked(self) -> None:
         self._sync_file(self.path + "-wal")
         if self._new_log:  # and its name in the directory
             self._sync_file(self.pool_path)
@@ -271,7 +285,7 @@ class MetaStore:
     # -- the commit ---------------------------------------------------------------------
     def save(self, change: "Change") -> None:
         """Write one generation of changes atomically (durable once ``sync`` returns)."""
-        with self.transaction():
+        with self.lock, self.transaction():
             db = self.db
             db.executemany("DELETE FROM nodes WHERE id = ?", ((i,) for i in change.deleted_nodes))
             db.executemany("DELETE FROM garbage WHERE id = ?", ((i,) for i in change.deleted_nodes))

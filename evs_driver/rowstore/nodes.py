@@ -9,7 +9,8 @@ one more reference on each child and the original loses one (dm-thin's persisten
 
 Node ids are never 0. A node whose count reaches 0 becomes garbage: its children keep their
 references until the collector walks it (see ``collector.py``). Every node created, changed
-or forgotten is handed to the transaction through ``changes`` until ``committed``.
+or forgotten is handed to the transaction through ``changes`` and ``hand_over``, and stays in
+memory until it is ``stored``.
 
 Memory: nodes read from the metadata are cached up to a bound, the least recently used
 clean ones evicted first (they read back as they are from the committed metadata). A node
@@ -37,6 +38,17 @@ class NodeChanges:
     garbage: list[int]  # ids that became garbage and are still uncollected
     pages: list[tuple[int, bytes]]  # changed reference-count pages
     high_water: int
+
+
+@dataclasses.dataclass(slots=True)
+class HandedNodes:
+    """What a commit storing outside the lock took of the nodes (see ``hand_over``)."""
+
+    nodes: dict[int, "Node"]  # the changed nodes it stores
+    deleted: set[int]
+    garbage: set[int]
+    pages: set[int]  # reference-count pages
+    freed: int  # ids freed before it: reusable once it is stored
 
 
 class Node:
@@ -94,13 +106,16 @@ class NodeStore:
         self.cache_peak = 0
         self._clean: OrderedDict[int, Node] = OrderedDict()  # least recently used first
         self._dirty: dict[int, Node] = {}  # changed since the last commit: never evicted
+        #: Handed to a commit that is storing them: never evicted either, as the stored
+        #: rows are not there yet to read back.
+        self._storing: dict[int, Node] = {}
         self._deleted: set[int] = set()
         self._new_garbage: set[int] = set()
 
     @property
     def cached(self) -> int:
         """Nodes in memory now."""
-        return len(self._clean) + len(self._dirty)
+        return len(self._clean) + len(self._dirty) + len(self._storing)
 
     def crowded(self) -> bool:
         """True when changed nodes fill half the cache: time to commit, so they can go."""
@@ -109,6 +124,8 @@ class NodeStore:
     def get(self, node_id: int) -> Node:
         """The node ``node_id`` (read from the metadata when it is not in memory)."""
         node = self._dirty.get(node_id)
+        if node is None:
+            node = self._storing.get(node_id)
         if node is not None:
             return node
         node = self._clean.get(node_id)
@@ -127,10 +144,10 @@ class NodeStore:
 
     def _trim(self) -> None:
         """Evict the least recently used clean nodes beyond the bound."""
-        clean, limit = self._clean, self.cache_limit - len(self._dirty)
+        clean, limit = self._clean, self.cache_limit - len(self._dirty) - len(self._storing)
         while len(clean) > limit and clean:
             clean.popitem(last=False)
-        self.cache_peak = max(self.cache_peak, len(clean) + len(self._dirty))
+        self.cache_peak = max(self.cache_peak, self.cached)
 
     def new(self, level: int, entries: array | None = None) -> int:
         """Create a node with one reference (the caller's) and return its id."""
@@ -201,6 +218,7 @@ class NodeStore:
         """Forget a collected node (its count is already 0 and its children dropped)."""
         self._clean.pop(node_id, None)
         self._dirty.pop(node_id, None)
+        self._storing.pop(node_id, None)
         self._deleted.add(node_id)
         self._garbage.discard(node_id)
         self._refs.release(node_id - 1)
@@ -220,15 +238,42 @@ class NodeStore:
             high_water=self._refs.high_water,
         )
 
-    def committed(self) -> None:
-        """The changes handed out are stored; nodes freed before may be reused now."""
-        self._clean.update(self._dirty)  # now as committed: evictable
-        self._dirty.clear()
+    def hand_over(self) -> "HandedNodes":
+        """Take what ``changes`` returned for a commit that stores it outside the lock.
+
+        The nodes stay in memory as they are now; one changed meanwhile is changed again
+        for the next commit, and ids freed meanwhile wait for that one."""
+        handed = HandedNodes(
+            dict(self._dirty),
+            self._deleted,
+            self._new_garbage,
+            self._refs.hand_over(),
+            len(self._refs.take_pending()),
+        )
+        self._storing.update(self._dirty)
+        self._dirty = {}
+        self._deleted, self._new_garbage = set(), set()
+        return handed
+
+    def stored(self, handed: "HandedNodes") -> None:
+        """The commit of ``handed`` is stored: its nodes may be evicted, and ids freed
+        before it may be reused."""
+        for node_id in handed.nodes:
+            node = self._storing.pop(node_id, None)
+            if node is not None and node_id not in self._dirty:
+                self._clean[node_id] = node  # now as committed: evictable
         self._trim()
-        self._deleted.clear()
-        self._new_garbage.clear()
-        self._refs.committed()
-        self._refs.recycle()
+        self._refs.recycle(handed.freed)
+
+    def take_back(self, handed: "HandedNodes") -> None:
+        """The commit of ``handed`` failed: what it held is changed again."""
+        for node_id in handed.nodes:
+            node = self._storing.pop(node_id, None)
+            if node is not None:
+                self._dirty.setdefault(node_id, node)
+        self._deleted |= handed.deleted
+        self._new_garbage |= handed.garbage
+        self._refs.take_back(handed.pages)
 
     def discard_changes(self, refs: SpaceMap, garbage: set[int]) -> None:
         """Forget every change since the last commit, given the committed counts and garbage.
@@ -236,6 +281,7 @@ class NodeStore:
         Valid only when no node changed before the last commit is still referenced by a
         writer (the transaction calls it under the pool lock, with nothing pending before).
         """
+        assert not self._storing, "changes discarded while a commit stores them"
         self._dirty.clear()  # the committed versions are read back when needed
         self._deleted.clear()
         self._new_garbage.clear()

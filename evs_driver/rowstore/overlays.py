@@ -64,6 +64,11 @@ class Overlays:
         """True when a row changed since the last commit."""
         return bool(self._dirty)
 
-    def committed(self) -> None:
-        """The changes handed out are stored."""
-        self._dirty.clear()
+    def hand_over(self) -> "set[int]":
+        """Take the changed rows' chunks for a commit that stores them outside the lock."""
+        chunks, self._dirty = self._dirty, set()
+        return chunks
+
+    def take_back(self, chunks: "set[int]") -> None:
+        """A commit of ``hand_over``'s rows failed: they are changed again."""
+        self._dirty |= chunks

@@ -12,7 +12,8 @@ below it (dm persistent-data's shape):
     control, accounting                     control operations; space figures
 
 Concurrency: the metadata lock (one per pool) guards all metadata in memory and is never
-held across data I/O except the fdatasync of a commit; each device has a reader-writer lock
+held across data I/O except by a control operation's commit (a background or flush commit
+takes the changes under it and syncs and stores them outside it); each device has a reader-writer lock
 so reads of a device run in parallel while its writes, discards and control operations are
 serialized. Crash rules: see ``transaction`` and ``writepath``; after an unclean shutdown
 every free chunk is zeroed before the first chunk is allocated, so the chunks handed out
@@ -190,7 +191,7 @@ class Pool(CrossDeviceCalls):
         self._control = ControlOperations(state, self._transaction)
         self._groups, self._differ = GroupOperations(state, self._transaction), Differ(state)
         self._accounting = Accounting(state, meta)
-        self._group = GroupCommit(self._sync_round)
+        self._group = GroupCommit(self._transaction.flush)
 
     def close(self) -> None:
         """Commit everything, mark the pool cleanly closed (if it is not marked so already)
@@ -328,13 +329,6 @@ class Pool(CrossDeviceCalls):
         """Make every write that returned before this call durable; concurrent flushes
         (FUA writes, other connections, the background commit) share one round of syncs."""
         self._group.flush()
-
-    def _sync_round(self) -> None:
-        """One group commit round: the data sync, and the metadata commit if any changed."""
-        if self._transaction.pending():
-            self._transaction.commit()
-        else:
-            self._chunks.sync()
 
     # -- commit, collection, checking ------------------------------------------------------
     def commit(self) -> None:

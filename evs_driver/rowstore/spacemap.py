@@ -143,9 +143,11 @@ class SpaceMap:
         self._reserved.discard(block)
         self._pending.append(block)
 
-    def recycle(self) -> list[int]:
-        """Make blocks released before the last commit allocatable; return them."""
-        pending, self._pending = self._pending, []
+    def recycle(self, count: int | None = None) -> list[int]:
+        """Make blocks released before the last commit allocatable (the first ``count`` of
+        them: those a commit still storing saw); return them."""
+        count = len(self._pending) if count is None else count
+        pending, self._pending = self._pending[:count], self._pending[count:]
         for block in pending:
             heapq.heappush(self._free, block)
         return pending
@@ -167,6 +169,12 @@ class SpaceMap:
         """``(page number, counts)`` of every page changed since the last commit."""
         return [(number, self._pages[number].tobytes()) for number in self._dirty_pages]
 
-    def committed(self) -> None:
-        """The pages handed out are stored."""
-        self._dirty_pages.clear()
+    def hand_over(self) -> set[int]:
+        """Take the changed pages' numbers for a commit that stores them outside the lock;
+        pages changed meanwhile are changed again for the next one."""
+        pages, self._dirty_pages = self._dirty_pages, set()
+        return pages
+
+    def take_back(self, pages: set[int]) -> None:
+        """A commit of ``hand_over``'s pages failed: they are changed again."""
+        self._dirty_pages |= pages

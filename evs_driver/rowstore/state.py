@@ -1,7 +1,7 @@
 """The pool's metadata as it is in memory, and the one lock that guards it.
 
 Invariant: the nodes, the data map and the device table change only under ``lock``, which
-is never held across data I/O except the fdatasync of a commit; every layer above reads and
+is never held across data I/O except by a control operation's commit; every layer above reads and
 changes them through their own methods, and only the transaction stores them.
 """
 

@@ -1,8 +1,9 @@
 """The transaction: the only code that commits a pool's metadata.
 
 Each state owner (the nodes, the data map, the device table) hands over what changed since
-the last commit; this module writes it as one SQLite transaction and tells each owner it is
-stored. Invariants kept here:
+the last commit, all at one instant under the pool's lock; this module writes it as one
+SQLite transaction and tells each owner it is stored, or, when that failed, gives it back to
+be stored by the next. Invariants kept here:
 - data is synced before the metadata that maps it commits;
 - space freed in a transaction is reused only after it commits: freed nodes are recycled
   once SQLite has the transaction (its log keeps transactions in order), and freed chunks
@@ -19,18 +20,19 @@ stored. Invariants kept here:
 """
 
 import contextlib
+import dataclasses
 import logging
+import threading
 import time
 
 from evs_driver import exception
 from evs_driver.rowstore.chunkstore import ChunkStore
 from evs_driver.rowstore.metastore import Change, MetaStore
+from evs_driver.rowstore.nodes import HandedNodes
 from evs_driver.rowstore.spacemap import SpaceMap
 from evs_driver.rowstore.state import PoolState
 
 LOG = logging.getLogger(__name__)
-OUTSIDE_SYNCS = 3  # data syncs a commit makes at most before it takes the lock
-QUICK_SYNC = 0.02  # seconds: a data sync this short leaves little for the one in the lock
 
 
 def committed_node_space(meta: MetaStore, name: str, garbage: set[int]) -> SpaceMap:
@@ -44,8 +46,20 @@ def committed_node_space(meta: MetaStore, name: str, garbage: set[int]) -> Space
     )
 
 
+@dataclasses.dataclass(slots=True)
+class Handed:
+    """The changes one commit took, with what each owner needs back when it ends."""
+
+    change: Change
+    nodes: HandedNodes
+    data: tuple
+    devices: tuple
+    freed: list[int]  # chunks to zero and reuse once the change is durable
+
+
 class Transaction:
-    """Commits a pool's metadata in memory under the lock that guards it."""
+    """Commits a pool's metadata in memory: one commit at a time, each taking every change
+    made before it under the lock that guards them."""
 
     def __init__(
         self, name: str, state: PoolState, meta: MetaStore, chunks: ChunkStore, clean: bool
@@ -57,6 +71,8 @@ class Transaction:
         self._meta = meta
         self._chunks = chunks
         self.last_commit = time.monotonic()
+        self._storing = False  # a commit took its changes and is storing them
+        self._stored = threading.Condition(self.lock)
         #: What the stored clean mark says (read by tests of the crash rules).
         self.marked_clean = clean
         self._free_is_zero = clean  # what is true: every free chunk reads as zeros
@@ -69,29 +85,42 @@ class Transaction:
             or self._state.devices.pending()
         )
 
-    def commit(self) -> None:
-        """Write all pending metadata, data first."""
-        # Write the dirty data out before taking the lock, so writers are not stalled by
-        # the bulk of it; the sync inside the commit then only covers what came since.
-        # Writers keep writing meanwhile, so sync again while a pass took long: under
-        # random writes one pass took 0.5 s and left 0.1-0.3 s for the sync in the lock.
-        for _ in range(OUTSIDE_SYNCS):
-            started = time.monotonic()
-            self._chunks.sync()
-            if time.monotonic() - started < QUICK_SYNC:
-                break
+    def commit(self) -> bool:
+        """Make every metadata change made before this call durable, data first; return
+        whether there was one to store. The changes are taken under the lock; the data
+        sync and the metadata write, which take the time, run outside it, so writers go on
+        meanwhile (what they change waits for the next commit)."""
         with self.lock:
-            self.commit_locked()
+            handed = self._hand_over()
+        if handed is not None:
+            self._store(handed)
+        elif self._meta.unsynced:  # stored by a commit whose metadata sync failed
+            self._meta.sync()
+        return handed is not None
+
+    def flush(self) -> None:
+        """Make every write that returned before this call durable: its data, and the
+        metadata that maps it."""
+        if not self.commit():
+            self._chunks.sync()
 
     def commit_locked(self, closing: bool = False) -> None:
-        """``commit`` for a caller that holds ``lock``; ``closing``: the last one, which
-        gives the clean mark back when it can."""
-        freeing = bool(self._state.datamap.freed())
-        if not self.pending() and not freeing:
-            if closing:
-                self._mark_clean()
-            return
-        self._chunks.sync()  # data before the metadata that maps it
+        """``commit`` for a caller that holds ``lock`` and keeps it throughout; ``closing``:
+        the last one, which gives the clean mark back when it can."""
+        handed = self._hand_over()
+        if handed is not None:
+            self._store(handed, closing)
+        elif closing:
+            self._mark_clean()
+
+    def _hand_over(self) -> "Handed | None":
+        """Take every owner's changes (under ``lock``), once no other commit is storing;
+        None when there is nothing to store."""
+        while self._storing:  # commits store in order, each what came before it
+            self._stored.wait()
+        freed = self._state.datamap.freed()
+        if not self.pending() and not freed:
+            return None
         nodes = self._state.nodes.changes()
         data_pages, overlays, gone_overlays = self._state.datamap.changes()
         devices, deleted_devices = self._state.devices.changes()
@@ -108,24 +137,54 @@ class Transaction:
             "node_high_water": nodes.high_water,
             "next_device_id": self._state.devices.next_id,
         }
-        if freeing and self.marked_clean:
+        if freed and self.marked_clean:
             change.settings["clean"] = 0  # the freed chunks are zeroed only after this
-        elif closing and not freeing and self._free_is_zero and not self.marked_clean:
-            change.settings["clean"] = 1  # the data sync above made every zeroing durable
-        self._meta.save(change)
-        self.marked_clean = bool(change.settings.get("clean", self.marked_clean))
-        self._state.nodes.committed()
-        self._state.datamap.committed()
-        self._state.devices.committed()
-        self.last_commit = time.monotonic()
-        self._meta.sync()  # when this fails, the freed chunks wait for a later commit
-        # Only now may freed chunks be reused: the durable metadata no longer maps them.
+        self._storing = True
+        return Handed(
+            change,
+            self._state.nodes.hand_over(),
+            self._state.datamap.hand_over(),
+            self._state.devices.hand_over(),
+            freed,
+        )
+
+    def _store(self, handed: "Handed", closing: bool = False) -> None:
+        """Sync the data ``handed`` maps, then store and sync it; its freed chunks become
+        reusable once that is durable. Takes ``lock`` only to update memory; the next
+        commit takes its changes once this one has ended."""
         try:
-            self._chunks.zero_chunks(self._state.datamap.freed())
+            try:
+                # Everything ``handed`` maps was written before it was taken.
+                self._chunks.sync()
+                if closing and not handed.freed and self._free_is_zero and not self.marked_clean:
+                    handed.change.settings["clean"] = 1  # the sync made every zeroing durable
+                self._meta.save(handed.change)
+            except BaseException:
+                with self.lock:
+                    self._state.nodes.take_back(handed.nodes)
+                    self._state.datamap.take_back(handed.data)
+                    self._state.devices.take_back(handed.devices)
+                raise
+            with self.lock:
+                self.marked_clean = bool(handed.change.settings.get("clean", self.marked_clean))
+                self._state.nodes.stored(handed.nodes)
+                self.last_commit = time.monotonic()
+            self._meta.sync()  # when this fails, the freed chunks wait for a later commit
+            self._reuse(handed.freed, closing)
+        finally:
+            with self.lock:
+                self._storing = False
+                self._stored.notify_all()
+
+    def _reuse(self, freed: list[int], closing: bool) -> None:
+        """Zero the chunks a durable commit freed and let them be allocated again."""
+        try:
+            self._chunks.zero_chunks(freed)
         except exception.EVSError as err:  # the commit stands; a later one zeroes them
             LOG.warning("Pool %s keeps freed chunks unusable for now: %s", self.name, err)
-        else:
-            self._state.datamap.reuse_freed()
+            return
+        with self.lock:
+            self._state.datamap.reuse_freed(len(freed))
             if closing:
                 self._mark_clean()
 

@@ -30,7 +30,7 @@ def test_a_chunk_is_freed_at_zero_and_reused_only_after_the_commit(datamap):
     datamap.drop(chunk)
     assert datamap.freed() == [chunk]
     assert datamap.allocate() != chunk
-    datamap.reuse_freed()
+    datamap.reuse_freed(1)
     assert datamap.allocate() == chunk
 
 
@@ -132,7 +132,7 @@ def test_changes_are_handed_over_until_committed(datamap):
     datamap.redirected(overlay, base + 1, 0b1)
     pages, stored, forgotten = datamap.changes()
     assert pages and stored == [(overlay, base, 0b1)] and forgotten == []
-    datamap.committed()
+    datamap.hand_over()
     assert not datamap.pending()
     datamap.drop(overlay)
     assert datamap.changes()[2] == [overlay]

@@ -17,7 +17,7 @@ def test_a_new_node_has_one_reference_and_is_handed_to_the_next_commit():
     changes = nodes.changes()
     assert [row[:2] for row in changes.rows] == [(node_id, 0)]
     assert changes.high_water == 1 and changes.pages
-    nodes.committed()
+    nodes.stored(nodes.hand_over())
     assert not nodes.pending()
 
 
@@ -52,7 +52,7 @@ def test_discarding_changes_returns_to_the_committed_state():
     nodes, _ = memory_nodes()
     kept = nodes.new(0)
     committed = SpaceMap("nodes", dict(nodes.changes().pages), 1, None)
-    nodes.committed()
+    nodes.stored(nodes.hand_over())
     nodes.inc(kept)
     nodes.new(1)
     nodes.discard_changes(committed, set())
@@ -75,7 +75,7 @@ def _committed_store(bits: int, cache_bytes: int, count: int):
     refs = SpaceMap("nodes", {}, 0, None)
     for _ in rows:
         refs.inc(refs.allocate())
-    refs.committed()
+    refs.hand_over()
     nodes = NodeStore(
         lambda i: (loads.append(i), rows.get(i))[1], refs, None, set(), bits, cache_bytes
     )
@@ -105,7 +105,7 @@ def test_a_changed_node_stays_until_committed_and_is_stored_as_changed():
         nodes.get(i)
     assert nodes.get(1) is leaf and nodes.cached == 4  # two clean ones beside them
     assert {row[0] for row in nodes.changes().rows} == {1, new}
-    nodes.committed()
+    nodes.stored(nodes.hand_over())
     assert not nodes.crowded() and nodes.cached == 4 and nodes.cache_peak == 4
     assert nodes.get(1) is leaf  # committed last: the most recently used
     assert loads == [1, 2, 3, 4, 5, 6]
@@ -127,3 +127,27 @@ def test_a_leaf_changed_after_its_eviction_goes_back_as_changed():
 def cache_nodes_bytes(count: int, bits: int = 2) -> int:
     """Bytes of a cache that holds ``count`` nodes of 2**bits entries."""
     return count * (4 * (1 << bits) + NODE_OVERHEAD)
+
+
+def test_a_node_a_commit_is_storing_stays_and_one_changed_meanwhile_stays_changed():
+    nodes, loads = _committed_store(2, cache_nodes_bytes(1), 3)
+    leaf = nodes.get(1)
+    nodes.mark_dirty(1)
+    leaf.entries[1] = 9
+    other = nodes.new(0)
+    handed = nodes.hand_over()
+    assert not nodes.pending()
+    nodes.get(2), nodes.get(3)  # the bound is one node: clean ones come and go
+    assert nodes.get(1) is leaf  # not read back: its stored row is not there yet
+    nodes.mark_dirty(other)  # changed again before the commit ends
+    nodes.stored(handed)
+    assert [row[0] for row in nodes.changes().rows] == [other]
+    assert loads == [1, 2, 3]
+
+
+def test_a_failed_commit_gives_its_nodes_back_as_changed():
+    nodes, _ = memory_nodes()
+    node_id = nodes.new(0)
+    handed = nodes.hand_over()
+    nodes.take_back(handed)
+    assert [row[0] for row in nodes.changes().rows] == [node_id] and nodes.changes().pages

@@ -69,7 +69,7 @@ def test_pages_round_trip_and_busy_blocks_stay_unallocated():
         space.dec(block)
     pages = dict(space.changed_pages())
     assert sorted(pages) == [0, 1] and space.pending()
-    space.committed()
+    space.hand_over()
     assert not space.pending() and space.changed_pages() == []
     again = SpaceMap("s", pages, PAGE_ENTRIES + 3, None, busy={5})
     assert again.used == PAGE_ENTRIES + 1

@@ -6,7 +6,6 @@ import threading
 import pytest
 
 from evs_driver import exception
-from evs_driver.rowstore import transaction as transaction_module
 from evs_driver.rowstore.chunkstore import ChunkStore, new_pool_id
 from evs_driver.rowstore.datamap import DataMap
 from evs_driver.rowstore.devicetable import VOLUME, DeviceTable
@@ -140,28 +139,81 @@ def test_an_unclean_pool_zeroes_its_free_chunks_before_the_first_allocation(laye
     assert bytes(view) == bytes(15)
 
 
-@pytest.mark.parametrize(
-    "slow_passes, outside", [(0, 1), (1, 2), (5, transaction_module.OUTSIDE_SYNCS)]
-)
-def test_a_commit_repeats_slow_data_syncs_outside_the_lock(
-    layers, monkeypatch, slow_passes, outside
-):
-    """Writers go on during a long data sync, so the commit syncs again before it takes
-    the lock. The slowness is injected (a clock that jumps): a real disk's is not
-    reproducible."""
-    transaction, nodes, _, _, chunks = layers
-    nodes.new(0)  # something to commit
-    clock = [0.0]
-    synced_with_lock_held = []
+def _blocking_sync(monkeypatch, chunks):
+    """Make the data file's next sync wait for ``release``: a fault injection, since a real
+    disk's slow sync is not reproducible. Returns (entered, release)."""
+    entered, release = threading.Event(), threading.Event()
     real_sync = chunks.sync
 
     def sync():
-        synced_with_lock_held.append(transaction.lock._is_owned())
-        if len(synced_with_lock_held) <= slow_passes:
-            clock[0] += 1.0
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(10)
         real_sync()
 
     monkeypatch.setattr(chunks, "sync", sync)
-    monkeypatch.setattr(transaction_module.time, "monotonic", lambda: clock[0])
+    return entered, release
+
+
+def test_writers_change_metadata_while_a_commit_syncs_and_stores(layers, meta, tmp_path):
+    """The lock is free during the commit's data sync; what changes meanwhile is the next
+    commit's, and the stored generation is the one taken."""
+    transaction, nodes, _, devices, chunks = layers
+    first = nodes.new(0)
+    devices.add("v", VOLUME, CHUNK, first, None, 0, 0.0)
+    entered, release = _blocking_sync(pytest.MonkeyPatch(), chunks)
+    committer = threading.Thread(target=transaction.commit)
+    committer.start()
+    assert entered.wait(10)
+    with transaction.lock:  # not held by the commit now
+        nodes.get(first).entries[0] = 5
+        nodes.mark_dirty(first)
+        second = nodes.new(0)
+    release.set()
+    committer.join(10)
+    again = MetaStore(meta.path, str(tmp_path))
+    assert again.node(first)[1] == bytes(16) and again.node(second) is None
+    assert transaction.pending()
     transaction.commit()
-    assert synced_with_lock_held == [False] * outside + [True]
+    assert again.node(first)[1][:4] == (5).to_bytes(4, "little")
+    assert again.node(second) is not None
+    again.close()
+
+
+def test_a_flush_waits_for_the_commit_that_holds_its_metadata(layers):
+    """A commit took the changes; a flush arriving meanwhile sees nothing pending, yet must
+    not return before that commit is durable."""
+    transaction, nodes, _, _, chunks = layers
+    nodes.new(0)
+    entered, release = _blocking_sync(pytest.MonkeyPatch(), chunks)
+    committer = threading.Thread(target=transaction.commit)
+    committer.start()
+    assert entered.wait(10)
+    flushed = threading.Event()
+    flusher = threading.Thread(target=lambda: (transaction.flush(), flushed.set()))
+    flusher.start()
+    assert not flushed.wait(0.3)
+    release.set()
+    committer.join(10)
+    flusher.join(10)
+    assert flushed.is_set() and not transaction.pending()
+
+
+def test_a_failed_commit_hands_its_changes_back(layers, meta, tmp_path, monkeypatch):
+    """The failure is injected (the metadata write raises), as a full disk would."""
+    transaction, nodes, _, _, _ = layers
+    node = nodes.new(0)
+    real_save = MetaStore.save
+
+    def failing_save(store, change):
+        raise exception.FileSystemFull(pool="p", detail="injected")
+
+    monkeypatch.setattr(MetaStore, "save", failing_save)
+    with pytest.raises(exception.FileSystemFull):
+        transaction.commit()
+    assert transaction.pending()
+    monkeypatch.setattr(MetaStore, "save", real_save)
+    transaction.commit()
+    again = MetaStore(meta.path, str(tmp_path))
+    assert again.node(node) is not None
+    again.close()
