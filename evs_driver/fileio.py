@@ -3,7 +3,6 @@ finding a file's holes, and creating the owner-only files and directories that h
 data and metadata."""
 
 import ctypes
-import ctypes.util
 import errno
 import os
 
@@ -14,7 +13,9 @@ _UNSUPPORTED = (errno.EOPNOTSUPP, errno.ENOSYS, errno.ENODEV)
 
 
 def _load_fallocate():
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    # The C library is already loaded into the interpreter; finding it by name would run
+    # ``ldconfig -p`` in a child process at every start of every command.
+    libc = ctypes.CDLL(None, use_errno=True)
     fallocate = getattr(libc, "fallocate64", None) or libc.fallocate
     fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
     fallocate.restype = ctypes.c_int
