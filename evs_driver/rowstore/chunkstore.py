@@ -163,7 +163,10 @@ class ChunkStore:
         """Write bytes of the file at ``source`` to ``position``: a copy in the kernel, or
         through a buffer where the kernel cannot copy (then from now on), one ``pwrite``
         per chunk as ``WritePath`` writes buffers."""
-        if self._can_copy:
+        # The kernel refuses overlapping ranges of one file with the errno it uses for
+        # "cannot copy here" (EINVAL): such a copy goes through a buffer, this once.
+        overlapping = abs(source - position) < length
+        if self._can_copy and not overlapping:
             self._unsynced = True
             try:
                 self._disk.copy_within(self.fd, source, position, length)

@@ -50,3 +50,26 @@ def test_a_read_past_a_truncated_end_raises(store):
 def test_runs_groups_consecutive_numbers():
     assert list(runs([1, 2, 3, 7, 9, 10])) == [(1, 3), (7, 1), (9, 2)]
     assert list(runs([])) == []
+
+
+def test_an_overlapping_copy_goes_through_a_buffer_and_later_ones_still_in_the_kernel(
+    store, monkeypatch
+):
+    """The kernel gives EINVAL for overlapping ranges, which alone must not turn kernel
+    copies off for good (the copies are counted through the disk seam)."""
+    store.write(0, bytes(range(256)) * 32)
+    kernel = []
+    real = store._disk.copy_within
+
+    def counted(fd, source, position, length):
+        kernel.append((source, position, length))
+        real(fd, source, position, length)
+
+    monkeypatch.setattr(store._disk, "copy_within", counted)
+    store.copy_in(0, 0, CHUNK)  # the same bytes onto themselves
+    store.copy_in(16, 0, 64)
+    view = memoryview(bytearray(64))
+    store.readinto(0, view)
+    assert bytes(view) == bytes(range(16, 80)) and kernel == []
+    store.copy_in(0, 2 * CHUNK, CHUNK)
+    assert kernel == [(0, 2 * CHUNK, CHUNK)]
