@@ -375,6 +375,7 @@ class Pool(CrossDeviceCalls):
     def check_committed(self) -> CheckReport:
         """Verify the data file and the committed metadata as they are, without committing."""
         with self._lock:
+            self._transaction.wait_stored()  # not half a commit's rows
             report = checker.check(self._meta)
             problems = self._chunks.problems(self._pool_id)
             return CheckReport(tuple(problems) + report.problems, report.summary)

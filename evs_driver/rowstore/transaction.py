@@ -113,11 +113,17 @@ class Transaction:
         elif closing:
             self._mark_clean()
 
+    def wait_stored(self) -> None:
+        """Under ``lock``: return once no commit is storing (the lock is let go meanwhile),
+        so the stored metadata is a whole generation and nothing is handed over; while the
+        caller keeps the lock, no commit starts."""
+        while self._storing:
+            self._stored.wait()
+
     def _hand_over(self) -> "Handed | None":
         """Take every owner's changes (under ``lock``), once no other commit is storing;
         None when there is nothing to store."""
-        while self._storing:  # commits store in order, each what came before it
-            self._stored.wait()
+        self.wait_stored()  # commits store in order, each what came before it
         freed = self._state.datamap.freed()
         if not self.pending() and not freed:
             return None
@@ -229,6 +235,8 @@ class Transaction:
         A control operation that raises, or whose commit fails, has had no effect.
         """
         with self.lock:
+            # Its undo returns to the stored metadata, so none of it may be on the way.
+            self.wait_stored()
             if self.pending():
                 self.commit_locked()  # when this fails the operation has not started
             point = self._state.devices.save_point()

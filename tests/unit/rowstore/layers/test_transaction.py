@@ -217,3 +217,28 @@ def test_a_failed_commit_hands_its_changes_back(layers, meta, tmp_path, monkeypa
     again = MetaStore(meta.path, str(tmp_path))
     assert again.node(node) is not None
     again.close()
+
+
+def test_a_control_operation_waits_for_a_commit_that_is_storing(layers):
+    """Its undo returns to the stored metadata, so it must not begin while a commit is
+    half way there."""
+    transaction, nodes, _, devices, chunks = layers
+    nodes.new(0)
+    entered, release = _blocking_sync(pytest.MonkeyPatch(), chunks)
+    committer = threading.Thread(target=transaction.commit)
+    committer.start()
+    assert entered.wait(10)
+    began = threading.Event()
+
+    def operation():
+        with transaction.control():
+            began.set()
+            devices.add("v", VOLUME, CHUNK, 0, None, 0, 0.0)
+
+    operator = threading.Thread(target=operation)
+    operator.start()
+    assert not began.wait(0.3)
+    release.set()
+    committer.join(10)
+    operator.join(10)
+    assert began.is_set() and not transaction.pending()
