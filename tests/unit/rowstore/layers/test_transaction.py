@@ -1,6 +1,7 @@
 """The transaction alone: it stores every owner's changes, data first, and reuses freed
 space only after the commit; a failed control operation leaves no trace."""
 
+import contextlib
 import threading
 
 import pytest
@@ -139,9 +140,10 @@ def test_an_unclean_pool_zeroes_its_free_chunks_before_the_first_allocation(laye
     assert bytes(view) == bytes(15)
 
 
-def _blocking_sync(monkeypatch, chunks):
-    """Make the data file's next sync wait for ``release``: a fault injection, since a real
-    disk's slow sync is not reproducible. Returns (entered, release)."""
+@contextlib.contextmanager
+def _a_commit_in_its_data_sync(transaction, chunks):
+    """Run a commit in another thread and hold it in its data sync until the block ends: a
+    fault injection, since a real disk's slow sync is not reproducible."""
     entered, release = threading.Event(), threading.Event()
     real_sync = chunks.sync
 
@@ -151,8 +153,28 @@ def _blocking_sync(monkeypatch, chunks):
             assert release.wait(10)
         real_sync()
 
-    monkeypatch.setattr(chunks, "sync", sync)
-    return entered, release
+    chunks.sync = sync
+    committer = threading.Thread(target=transaction.commit)
+    committer.start()
+    try:
+        assert entered.wait(10)
+        yield
+    finally:
+        release.set()
+        committer.join(10)
+        chunks.sync = real_sync
+
+
+def _runs_only_after(transaction, chunks, action) -> bool:
+    """Whether ``action`` (in its own thread) waits while a commit is held in its sync,
+    then completes once it is let go."""
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (action(), done.set()))
+    with _a_commit_in_its_data_sync(transaction, chunks):
+        worker.start()
+        waited = not done.wait(0.3)
+    worker.join(10)
+    return waited and done.is_set()
 
 
 def test_writers_change_metadata_while_a_commit_syncs_and_stores(layers, meta, tmp_path):
@@ -161,16 +183,10 @@ def test_writers_change_metadata_while_a_commit_syncs_and_stores(layers, meta, t
     transaction, nodes, _, devices, chunks = layers
     first = nodes.new(0)
     devices.add("v", VOLUME, CHUNK, first, None, 0, 0.0)
-    entered, release = _blocking_sync(pytest.MonkeyPatch(), chunks)
-    committer = threading.Thread(target=transaction.commit)
-    committer.start()
-    assert entered.wait(10)
-    with transaction.lock:  # not held by the commit now
+    with _a_commit_in_its_data_sync(transaction, chunks), transaction.lock:
         nodes.get(first).entries[0] = 5
         nodes.mark_dirty(first)
         second = nodes.new(0)
-    release.set()
-    committer.join(10)
     again = MetaStore(meta.path, str(tmp_path))
     assert again.node(first)[1] == bytes(16) and again.node(second) is None
     assert transaction.pending()
@@ -185,18 +201,27 @@ def test_a_flush_waits_for_the_commit_that_holds_its_metadata(layers):
     not return before that commit is durable."""
     transaction, nodes, _, _, chunks = layers
     nodes.new(0)
-    entered, release = _blocking_sync(pytest.MonkeyPatch(), chunks)
-    committer = threading.Thread(target=transaction.commit)
-    committer.start()
-    assert entered.wait(10)
-    flushed = threading.Event()
-    flusher = threading.Thread(target=lambda: (transaction.flush(), flushed.set()))
-    flusher.start()
-    assert not flushed.wait(0.3)
-    release.set()
-    committer.join(10)
-    flusher.join(10)
-    assert flushed.is_set() and not transaction.pending()
+    assert _runs_only_after(transaction, chunks, transaction.flush)
+    assert not transaction.pending()
+
+
+def test_a_control_operation_waits_for_a_commit_that_is_storing(layers, meta, tmp_path):
+    """Its undo returns to the stored metadata, so it must not begin while a commit is
+    half way there."""
+    transaction, nodes, _, devices, chunks = layers
+    node = nodes.new(0)
+    stored_when_it_began = []
+
+    def operation():
+        with transaction.control():
+            again = MetaStore(meta.path, str(tmp_path))  # what is stored now
+            stored_when_it_began.append(again.node(node) is not None)
+            again.close()
+            devices.add("v", VOLUME, CHUNK, 0, None, 0, 0.0)
+
+    assert _runs_only_after(transaction, chunks, operation)
+    assert stored_when_it_began == [True]
+    assert [d.name for d in devices.all()] == ["v"]
 
 
 def test_a_failed_commit_hands_its_changes_back(layers, meta, tmp_path, monkeypatch):
@@ -217,28 +242,3 @@ def test_a_failed_commit_hands_its_changes_back(layers, meta, tmp_path, monkeypa
     again = MetaStore(meta.path, str(tmp_path))
     assert again.node(node) is not None
     again.close()
-
-
-def test_a_control_operation_waits_for_a_commit_that_is_storing(layers):
-    """Its undo returns to the stored metadata, so it must not begin while a commit is
-    half way there."""
-    transaction, nodes, _, devices, chunks = layers
-    nodes.new(0)
-    entered, release = _blocking_sync(pytest.MonkeyPatch(), chunks)
-    committer = threading.Thread(target=transaction.commit)
-    committer.start()
-    assert entered.wait(10)
-    began = threading.Event()
-
-    def operation():
-        with transaction.control():
-            began.set()
-            devices.add("v", VOLUME, CHUNK, 0, None, 0, 0.0)
-
-    operator = threading.Thread(target=operation)
-    operator.start()
-    assert not began.wait(0.3)
-    release.set()
-    committer.join(10)
-    operator.join(10)
-    assert began.is_set() and not transaction.pending()
