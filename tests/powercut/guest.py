@@ -216,9 +216,11 @@ def check(state: dict, client: ServiceClient, volume: Volume, report: dict) -> d
     volume.flush()  # what was read is now durable: the next cut starts from it
     kept = sorted(names - {"v"})  # names carry the seed: old and new ones sort apart
     keep = kept[-KEEP_SNAPSHOTS:] if KEEP_SNAPSHOTS else []
+    # The snapshots beyond KEEP_SNAPSHOTS are deleted before the next workload, and a cut
+    # may stop those deletes: they keep their contents in the model, optional.
     return {
         "blocks": tags(volume.blocks("v")),
-        "snapshots": {name: tags(replay.snapshots[name]) for name in keep},
+        "snapshots": {name: tags(replay.snapshots[name]) for name in kept},
         "optional": sorted((set(kept) - set(keep)) | unfinished),
     }
 
