@@ -159,20 +159,17 @@ class MetaStore:
     def sync(self) -> None:
         """Make every committed transaction durable; checkpoint when the log is large."""
         with self.lock:
-            self._sync_locked()
-
-    def _sync_locked(self) -> None:
-        self._sync_file(self.path + "-wal")
-        if self._new_log:  # and its name in the directory
-            self._sync_file(self.pool_path)
-            self._new_log = False
-        self._unsynced = False
-        try:
-            log_bytes = os.path.getsize(self.path + "-wal")
-        except FileNotFoundError:
-            return
-        if log_bytes >= CHECKPOINT_BYTES:
-            self.checkpoint()
+            self._sync_file(self.path + "-wal")
+            if self._new_log:  # and its name in the directory
+                self._sync_file(self.pool_path)
+                self._new_log = False
+            self._unsynced = False
+            try:
+                log_bytes = os.path.getsize(self.path + "-wal")
+            except FileNotFoundError:
+                return
+            if log_bytes >= CHECKPOINT_BYTES:
+                self.checkpoint()
 
     def checkpoint(self) -> None:
         """Copy the synced log into the database file and sync it, then empty the log.

@@ -248,7 +248,7 @@ class NodeStore:
             self._deleted,
             self._new_garbage,
             self._refs.hand_over(),
-            len(self._refs.take_pending()),
+            self._refs.pending_count,
         )
         self._storing.update(self._dirty)
         self._dirty = {}

@@ -152,6 +152,11 @@ class SpaceMap:
             heapq.heappush(self._free, block)
         return pending
 
+    @property
+    def pending_count(self) -> int:
+        """How many blocks ``recycle`` would free."""
+        return len(self._pending)
+
     def take_pending(self) -> list[int]:
         """The blocks ``recycle`` would free, without freeing them."""
         return list(self._pending)
