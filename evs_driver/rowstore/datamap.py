@@ -84,12 +84,29 @@ class DataMap:
             return 0
         return overlays.block_mask(self._block, in_offset, length) & ~row[1]
 
+    def shared_new_valid(self, entry: int, in_offset: int, length: int) -> int | None:
+        """``new_valid`` for a write that shares its device with other writers and readers;
+        None also where such a write needs the device alone: it covers part of a block
+        (whose other bytes it would read, and could write back over another writer's), or
+        it would complete its overlay (which drops the base that readers may be reading)."""
+        new_valid = self.new_valid(entry, in_offset, length)
+        if not new_valid:
+            return new_valid
+        if in_offset % self._block or length % self._block or self.completes(entry - 1, new_valid):
+            return None
+        return new_valid
+
+    def completes(self, chunk: int, new_valid: int) -> bool:
+        """Whether marking ``new_valid`` in overlay ``chunk`` makes every block valid."""
+        return self._overlays.rows[chunk][1] | new_valid == overlays.FULL
+
     def chain(self, chunk: int) -> list[tuple[int, int]]:
         """``(chunk, valid mask)`` of each level a read of ``chunk`` takes blocks from, the
         top first, down to the plain chunk at the bottom (with every block valid).
 
         Safe without the metadata lock for a chunk the caller holds a reference to: the rows
-        of it and of its bases change only when it is written in place or freed."""
+        of it and of its bases change only when it is written in place (a row is replaced
+        whole) or freed."""
         rows, levels = self._overlays.rows, []
         row = rows.get(chunk)
         while row is not None:

@@ -49,7 +49,8 @@ class Device:
         self.root, self.origin, self.mapped, self.created_at = root, origin, mapped, created_at
         self.lock = RWLock()
         self.deleted = False
-        #: The last write changed the mapping (a hint: the next one probably will too).
+        #: The last write that took the device alone redirected (a hint: the next one
+        #: probably will too).
         self.remapping = False
 
     def row(self) -> tuple:

@@ -34,8 +34,10 @@ class ReadPath:
         with device.lock.read():
             device.require_alive()
             entries = self.entries(device, first, count)
-            # Rows of chunks this device maps only change under its write lock (or when
-            # freed, which our references prevent), so they can be read without the lock.
+            # Rows of chunks this device maps change under its read lock only by gaining
+            # blocks that writes in flight wrote first, so a row read without the lock shows
+            # each block old or new; anything else (or a free, which our references
+            # prevent) needs the device's write lock.
             rows = self._state.datamap.overlay_rows()
             if count == 1:  # most requests: a block or a few, inside one chunk
                 self._read_one(entries[0], rows, offset % size, view)

@@ -6,7 +6,10 @@ Invariants kept here:
   nothing else can see it (``tree.exclusive_leaf`` and ``DataMap.new_valid``);
 - a write's data reaches the data file before the mapping that points at it changes, and a
   new chunk is fully written (or its unwritten blocks are its base's, as an overlay) before
-  it is mapped, so no device ever reads data it never had;
+  it is mapped, and an overlay's block is marked valid only after it is written, so no
+  device ever reads data it never had;
+- only a writer that has the device alone completes an overlay, which drops its base:
+  readers beside a shared writer may be reading that base;
 - a write that fails hands back every chunk it reserved and changes no mapping.
 """
 
@@ -64,18 +67,20 @@ class WritePath:
 
     def write(self, device: Device, offset: int, view: memoryview | Stored) -> None:
         """Write ``view`` at ``offset`` of a volume (a non-empty range the caller checked)."""
-        # Overwrites of unshared chunks change no metadata and only race like a disk's
-        # overlapping writes, so they share the device with reads and each other; anything
-        # that allocates or redirects takes the device alone. Right after a snapshot most
-        # writes remap, so while they do, skip the shared attempt that would fail.
-        plan = None
+        # Writes into unshared chunks, in place or marking whole blocks of an overlay valid,
+        # share the device with reads and each other, racing only like a disk's overlapping
+        # writes; anything that allocates, redirects or completes an overlay takes the device
+        # alone. Right after a redirect the next write probably redirects too, so skip the
+        # shared attempt that would fail.
+        done = False
         if not device.remapping:
             with device.lock.read():
                 device.require_alive()
                 plan = self._plan_in_place(device, offset, view)
                 if plan is not None:
                     self._write_data(plan)
-        if plan is None:
+                    done = self._mark_valid(plan)
+        if not done:
             with device.lock.write():
                 device.require_alive()
                 device.remapping = self.write_exclusive(device, offset, view)
@@ -101,21 +106,37 @@ class WritePath:
         return leaves[key]
 
     def _plan_in_place(self, device: Device, offset: int, view: memoryview) -> list | None:
-        """The pieces of a write if every one lands in place on an unshared chunk, else None."""
-        mask = self._state.nodes.mask
+        """The pieces of a write if every one can be written beside other writers and
+        readers of the device (``DataMap.shared_new_valid``), else None."""
+        mask, datamap = self._state.nodes.mask, self._state.datamap
         plan, leaves = [], {}
         with self._state.lock:
             for vchunk, in_offset, data in self._pieces(offset, view):
                 leaf = self._leaf(leaves, device, vchunk)
                 entry = leaf.entries[vchunk & mask] if leaf else 0
-                # Only writes that change no metadata run here, beside reads of the device.
-                if self._state.datamap.new_valid(entry, in_offset, len(data)) != 0:
+                new_valid = datamap.shared_new_valid(entry, in_offset, len(data))
+                if new_valid is None:
                     return None
-                plan.append(Piece(vchunk, in_offset, data, entry - 1, entry, None, 0))
+                plan.append(Piece(vchunk, in_offset, data, entry - 1, entry, None, new_valid))
         return plan
 
+    def _mark_valid(self, plan: list[Piece]) -> bool:
+        """Mark the overlay blocks a shared write wrote valid; False, marking none, when
+        other writers' blocks have meanwhile left one of them to complete its overlay,
+        which the write then does again with the device alone."""
+        extending = [piece for piece in plan if piece.new_valid]
+        if not extending:
+            return True
+        datamap = self._state.datamap
+        with self._state.lock:
+            if any(datamap.completes(piece.target, piece.new_valid) for piece in extending):
+                return False
+            for piece in extending:
+                datamap.extend_overlay(piece.target, piece.new_valid)
+        return True
+
     def write_exclusive(self, device: Device, offset: int, view: memoryview) -> bool:
-        """Write under the device's exclusive lock; return whether the metadata changed."""
+        """Write under the device's exclusive lock; return whether it redirected."""
         with self._state.lock:
             plan = self._plan(device, offset, view)
         try:
@@ -129,7 +150,7 @@ class WritePath:
                 self._apply(device, piece)
             self._state.devices.touch(device)
         self.commit_if_crowded()
-        return any(piece.leaf is not None or piece.new_valid for piece in plan)
+        return any(piece.leaf is not None for piece in plan)
 
     def copy_within(self, source: Device, target: Device, offset: int, length: int) -> None:
         """Write ``source``'s bytes of a range at the same offsets of volume ``target``:

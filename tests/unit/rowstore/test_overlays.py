@@ -1,11 +1,13 @@
 """Overlays: the first small write after a snapshot writes its blocks, not a whole chunk."""
 
+import contextlib
 import sqlite3
+import threading
 
 import pytest
 
 from evs_driver import exception
-from evs_driver.rowstore import Pool, overlays
+from evs_driver.rowstore import Pool, overlays, tree
 from tests.unit.rowstore.conftest import CHUNK, spy_chunk_writes
 
 BLOCK = CHUNK // overlays.BLOCKS
@@ -58,6 +60,114 @@ def test_filling_every_block_makes_a_plain_chunk_and_lets_the_base_go(pool):
     assert pool.usage().used_bytes == used
     assert pool.read("v", 0, CHUNK) == b"".join(bytes([b]) * BLOCK for b in range(16))
     assert not pool.check().problems
+
+
+def _an_unshared_overlay(pool) -> None:
+    """Volume ``v``'s chunk 0 an overlay (blocks 0 and 15 valid) that only ``v`` maps."""
+    _old_and_snapshot(pool)
+    pool.write("v", 0, b"n" * BLOCK)  # redirects: chunk 0 becomes an overlay
+    pool.write("v", 15 * BLOCK, b"n" * BLOCK)  # (after a redirect the next write goes alone)
+
+
+@contextlib.contextmanager
+def _beside_a_reader(pool, then):
+    """Run ``then()`` in a thread while a read holds volume ``v``; yield the event it sets."""
+    done = threading.Event()
+    with pool._devices.get("v").lock.read():  # as a read in the middle of its I/O holds it
+        threading.Thread(target=lambda: (then(), done.set())).start()
+        yield done
+    assert done.wait(10)
+
+
+def test_whole_blocks_written_into_an_unshared_overlay_share_the_device(pool):
+    _an_unshared_overlay(pool)
+    with _beside_a_reader(pool, lambda: pool.write("v", 2 * BLOCK, b"2" * BLOCK)) as done:
+        assert done.wait(10)
+    assert pool._datamap.overlay(_chunk_of(pool, "v", 0))[1] == 0b1000000000000101
+    assert pool.read("v", 0, 3 * BLOCK) == b"n" * BLOCK + b"o" * BLOCK + b"2" * BLOCK
+    assert pool.read("s", 0, CHUNK) == b"o" * CHUNK
+    assert not pool.check().problems
+
+
+@pytest.mark.parametrize(
+    "why, writes",
+    [
+        ("part of a block: the rest is read and written back", [(BLOCK + 7, 10)]),
+        ("the last block: completing frees the base", [(b * BLOCK, BLOCK) for b in range(1, 15)]),
+    ],
+)
+def test_writes_into_an_overlay_that_read_or_free_wait_for_the_device(
+    pool, monkeypatch, why, writes
+):
+    def write_all():
+        for offset, length in writes:
+            pool.write("v", offset, b"w" * length)
+
+    _an_unshared_overlay(pool)
+    calls = spy_chunk_writes(pool, monkeypatch)
+    with _beside_a_reader(pool, write_all) as done:
+        assert not done.wait(0.2), why
+    assert len(calls) == len(writes)  # each found it needs the device before writing
+    expected = bytearray(b"n" * BLOCK + b"o" * (14 * BLOCK) + b"n" * BLOCK)
+    for offset, length in writes:
+        expected[offset : offset + length] = b"w" * length
+    assert pool.read("v", 0, CHUNK) == expected
+    assert pool.read("s", 0, CHUNK) == b"o" * CHUNK
+    assert not pool.check().problems
+
+
+def test_shared_writes_that_together_complete_an_overlay_complete_it_alone(pool, monkeypatch):
+    """Two writes of the last two blocks each plan beside the other; the one that marks its
+    block last would complete the overlay, so it writes again with the device alone.
+
+    Holding the first write inside its data write is injected (a patched ChunkStore.write),
+    as no real disk can be made to stall one write on demand."""
+    _old_and_snapshot(pool)
+    pool.write("v", 0, b"n" * 14 * BLOCK)  # an overlay with blocks 0-13 valid
+    pool.write("v", 1, b"n")  # (after a redirect the next write goes alone)
+    overlay = _chunk_of(pool, "v", 0)
+    held, release = threading.Event(), threading.Event()
+    write = pool._chunks.write
+
+    def held_write(position, data):
+        if position == overlay * CHUNK + 14 * BLOCK and not held.is_set():
+            held.set()
+            assert release.wait(10)
+        write(position, data)
+
+    monkeypatch.setattr(pool._chunks, "write", held_write)
+    completing_alone = []  # for each completion: whether the writer held the device alone
+    extend, lock = pool._datamap.extend_overlay, pool._devices.get("v").lock
+    monkeypatch.setattr(
+        pool._datamap,
+        "extend_overlay",
+        lambda chunk, new_valid: (
+            pool._datamap.completes(chunk, new_valid) and completing_alone.append(lock._writer),
+            extend(chunk, new_valid),
+        ),
+    )
+    first = threading.Thread(target=pool.write, args=("v", 14 * BLOCK, b"e" * BLOCK))
+    first.start()
+    assert held.wait(10)
+    pool.write("v", 15 * BLOCK, b"f" * BLOCK)  # shares the device with the held write
+    assert pool._datamap.overlay(overlay)[1] == 0b1011111111111111
+    release.set()
+    first.join(10)
+    assert not first.is_alive()
+    assert completing_alone == [True]
+    assert pool._datamap.overlay(overlay) is None  # completed: a plain chunk
+    assert pool.read("v", 0, CHUNK) == b"n" * 14 * BLOCK + b"e" * BLOCK + b"f" * BLOCK
+    assert pool.read("s", 0, CHUNK) == b"o" * CHUNK
+    assert not pool.check().problems
+
+
+def _chunk_of(pool, name, vchunk):
+    """The data chunk the device maps at ``vchunk``."""
+    device = pool._devices.get(name)
+    (entry,) = tree.lookup_run(
+        pool._nodes, device.root, pool._geometry.height(device.size), vchunk, 1
+    )
+    return entry - 1
 
 
 def test_deleting_the_snapshot_keeps_the_base_for_the_overlay(pool):
