@@ -190,20 +190,23 @@ class ReadPath:
 
 def _sources(block: int, levels: list[tuple[int, int]], offset: int, length: int):
     """Yield ``(start, end, chunk)`` runs of ``[offset, offset + length)`` of a chunk, each
-    read from the first of ``levels`` (``(chunk, valid mask)``, the top first) holding it."""
+    read from the first of ``levels`` (``(chunk, valid mask)``, the top first) holding it:
+    each level's runs of blocks in turn, found with mask arithmetic (no loop per block)."""
     end = offset + length
-    start, source = offset, -1
-    position = offset
-    while position < end:
-        number = position // block
-        holder = next(chunk for chunk, valid in levels if valid >> number & 1)
-        stop = min((number + 1) * block, end)
-        if holder != source:
-            if source >= 0:
-                yield start, position, source
-            start, source = position, holder
-        position = stop
-    yield start, end, source
+    remaining = overlays.block_mask(block, offset, length)
+    for chunk, valid in levels:
+        mine, remaining = valid & remaining, remaining & ~valid
+        while mine:
+            low = mine & -mine  # the first block of a run
+            above = (mine + low) & ~mine  # the first block after it
+            mine ^= above - low
+            yield (
+                max(offset, (low.bit_length() - 1) * block),
+                min(end, (above.bit_length() - 1) * block),
+                chunk,
+            )
+        if not remaining:
+            return
 
 
 def _one_plain_run(entries: list[int], rows: dict) -> bool:
