@@ -122,17 +122,16 @@ class DataMap:
         levels.append((chunk, overlays.FULL))
         return levels
 
-    def redirect_valid(self, entry: int, in_offset: int, length: int, copy_round: bool) -> int:
+    def redirect_valid(self, entry: int, in_offset: int, length: int) -> int:
         """The valid blocks of the overlay a write redirected away from leaf entry ``entry``
         makes, whose base is the old chunk (an overlay too, perhaps); 0 for a whole chunk:
-        nothing to keep, every block written, or a chain already ``MAX_DEPTH`` deep (or, in
-        its ``copy_round``, any chain), when the writer copies the chunk as its devices see
-        it and the chain can go with the snapshots that hold it."""
+        nothing to keep, every block written, or a chain already ``MAX_DEPTH`` deep, when
+        the writer copies the chunk as its devices see it (once in ``MAX_DEPTH + 1``
+        rounds of snapshot-then-write) and the chain can go."""
         if not entry:
             return 0
         valid = overlays.block_mask(self._block, in_offset, length)
-        depth = len(self.chain(entry - 1)) - 1
-        if valid == overlays.FULL or depth >= overlays.MAX_DEPTH or (copy_round and depth):
+        if valid == overlays.FULL or len(self.chain(entry - 1)) > overlays.MAX_DEPTH:
             return 0
         return valid
 

@@ -42,7 +42,6 @@ class Device:
         "lock",
         "deleted",
         "remapping",
-        "rounds",
     )
 
     def __init__(self, id, name, kind, size, root, origin, mapped, created_at):
@@ -53,16 +52,6 @@ class Device:
         #: The last write that took the device alone redirected (a hint: the next one
         #: probably will too).
         self.remapping = False
-        #: Rounds of writes since the pool opened: a round begins when a write finds the
-        #: tree shared (by a snapshot, clone or revert since the last round) and shadows it.
-        self.rounds = 0
-
-    def take_root(self, root: int) -> None:
-        """Take the root a write shadowed or made; a new one for a tree that had a root
-        means it was shared, so a round of writes begins."""
-        if self.root and root != self.root:
-            self.rounds += 1
-        self.root = root
 
     def row(self) -> tuple:
         """The device as the metadata stores it."""

@@ -55,7 +55,7 @@ class Discarder:
                 vchunk = leaf_end
                 continue
             path = writable_path(nodes, device.root, height, vchunk)
-            device.take_root(path[0])
+            device.root = path[0]
             entries = nodes.get(path[-1]).entries
             for slot in range(first_slot, last_slot + 1):
                 entry = entries[slot]

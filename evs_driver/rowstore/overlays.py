@@ -10,9 +10,7 @@ A write into an overlay that a snapshot shares makes an overlay of that overlay,
 writes only its own blocks; a chain of bases is at most ``MAX_DEPTH`` overlays deep, and the
 write that would go deeper copies the chunk as its devices see it into a plain chunk
 instead (one read of each level and one chunk-sized write), which lets the chain go once the
-snapshots that hold it do. Chains that one snapshot started in step copy in different
-rounds, a quarter of them in each (``copy_round``), not all in the round they reach the
-limit. A read thus looks at most ``MAX_DEPTH`` rows up (in memory) before the
+snapshots that hold it do. A read thus looks at most ``MAX_DEPTH`` rows up (in memory) before the
 one ``pread`` of each run of blocks, whatever the number of snapshots.
 
 The rows kept here are changed only by the data map (``datamap.py``), which keeps their
@@ -26,18 +24,6 @@ FULL = (1 << BLOCKS) - 1
 #: lookup; each copy into a plain chunk (once per MAX_DEPTH + 1 rounds of snapshot-then-write
 #: on a chunk) costs a chunk-sized write.
 MAX_DEPTH = 4
-
-
-def copy_round(rounds: int, vchunk: int) -> bool:
-    """Whether a volume's chunk ``vchunk`` copies its chain (if it has one) into a plain
-    chunk in the volume's round of writes ``rounds``, short of ``MAX_DEPTH``.
-
-    Snapshots start the chains of every chunk a volume writes in step, so at the limit
-    they would all copy in one round, each first write of it a chunk-sized one. Spread by
-    chunk, a quarter of the chains copy in each of four rounds out of ``MAX_DEPTH + 1``
-    (never in the round after the one whose phase is 0), so a chunk written every round
-    still copies once in ``MAX_DEPTH + 1`` rounds: no more copies in all, none at once."""
-    return (rounds + vchunk % MAX_DEPTH) % (MAX_DEPTH + 1) == 0
 
 
 def block_mask(block_size: int, offset: int, length: int) -> int:

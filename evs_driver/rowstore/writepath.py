@@ -15,7 +15,7 @@ Invariants kept here:
 
 import dataclasses
 
-from evs_driver.rowstore import overlays, tree
+from evs_driver.rowstore import tree
 from evs_driver.rowstore.chunkstore import ChunkStore
 from evs_driver.rowstore.devicetable import Device
 from evs_driver.rowstore.readpath import ReadPath
@@ -189,7 +189,7 @@ class WritePath:
                 new_valid = datamap.new_valid(entry, in_offset, len(data))
                 if new_valid is None and leaf is None:
                     path = tree.writable_path(nodes, device.root, height, vchunk)
-                    device.take_root(path[0])
+                    device.root = path[0]
                     leaf = leaves[vchunk >> nodes.bits] = tree.WritableLeaf(nodes, path[-1])
                     self._state.devices.touch(device)
                     entry = leaf.entries[vchunk & nodes.mask]
@@ -197,8 +197,7 @@ class WritePath:
                 if new_valid is not None:  # in place
                     plan.append(Piece(vchunk, in_offset, data, entry - 1, entry, None, new_valid))
                     continue
-                copy_round = overlays.copy_round(device.rounds, vchunk)
-                valid = datamap.redirect_valid(entry, in_offset, len(data), copy_round)
+                valid = datamap.redirect_valid(entry, in_offset, len(data))
                 self._transaction.before_allocating()
                 plan.append(Piece(vchunk, in_offset, data, datamap.allocate(), entry, leaf, valid))
         except BaseException:

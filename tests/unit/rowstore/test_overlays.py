@@ -248,29 +248,6 @@ def test_rounds_of_snapshot_then_write_stack_overlays_up_to_the_limit_then_copy(
     assert not pool.check().problems
 
 
-def test_chunks_written_every_round_copy_in_different_rounds(pool, monkeypatch):
-    """A snapshot starts every chunk's chain in step; the copies into plain chunks still
-    come one chunk a round (``overlays.copy_round``), and each chunk copies once a cycle."""
-    _old_and_snapshot(pool)
-    expected = bytearray(b"o" * 4 * CHUNK)
-    copied = []
-    for n in range(2 * (overlays.MAX_DEPTH + 1)):
-        copied.append([])
-        for vchunk in range(4):
-            calls = spy_chunk_writes(pool, monkeypatch)
-            offset = vchunk * CHUNK + n % overlays.BLOCKS * BLOCK + 1
-            pool.write("v", offset, bytes([n + 1]))
-            monkeypatch.undo()
-            expected[offset] = n + 1
-            if sum(length for _, length in calls) == CHUNK:
-                copied[-1].append(vchunk)
-        pool.create_snapshot("v", f"r{n}")
-        assert pool.read(f"r{n}", 0, 4 * CHUNK) == expected
-    assert copied == [[], [3], [2], [1], [0]] * 2
-    assert pool.read("s", 0, 4 * CHUNK) == b"o" * 4 * CHUNK
-    assert not pool.check().problems
-
-
 def test_reverting_and_cloning_see_overlays_like_any_chunk(pool):
     _old_and_snapshot(pool)
     pool.write("v", 3, b"n")

@@ -37,7 +37,7 @@ def test_a_chunk_is_freed_at_zero_and_reused_only_after_the_commit(datamap):
 def test_a_redirected_partial_write_makes_an_overlay_that_holds_its_base(datamap):
     base = _mapped(datamap)
     datamap.reference(base)  # a snapshot shares it
-    assert datamap.redirect_valid(base + 1, BLOCK + 1, 10, False) == 0b10
+    assert datamap.redirect_valid(base + 1, BLOCK + 1, 10) == 0b10
     overlay = datamap.allocate()
     datamap.redirected(overlay, base + 1, 0b10)
     assert datamap.overlay(overlay) == (base, 0b10)
@@ -54,7 +54,7 @@ def _stack(datamap, base: int, depth: int) -> list[int]:
     by a snapshot when the next is made (as snapshot-then-write rounds leave them)."""
     chain, below = [], base
     for level in range(depth):
-        valid = datamap.redirect_valid(below + 1, level * BLOCK, 1, False)
+        valid = datamap.redirect_valid(below + 1, level * BLOCK, 1)
         assert valid == 1 << level
         overlay = datamap.allocate()
         datamap.redirected(overlay, below + 1, valid)
@@ -80,28 +80,10 @@ def test_redirecting_an_overlay_stacks_an_overlay_on_it(datamap):
     assert sorted(datamap.freed()) == sorted([base, first, second])
 
 
-def test_in_its_copy_round_a_chain_of_any_depth_makes_a_plain_chunk(datamap):
-    base = _mapped(datamap)
-    datamap.reference(base)  # a snapshot shares the plain chunk: no chain to copy yet
-    assert datamap.redirect_valid(base + 1, 0, 1, True) == 1
-    (overlay,) = _stack(datamap, base, 1)
-    assert datamap.redirect_valid(overlay + 1, BLOCK, 1, False) == 0b10
-    assert datamap.redirect_valid(overlay + 1, BLOCK, 1, True) == 0
-
-
-@pytest.mark.parametrize("start", [0, 1, 7])
-def test_copy_rounds_spread_chunks_over_a_cycle_and_each_copies_once_in_it(start):
-    cycle = range(start, start + overlays.MAX_DEPTH + 1)
-    copying = [[c for c in range(64) if overlays.copy_round(r, c)] for r in cycle]
-    # A quarter of the chunks in four rounds of each cycle, none in the fifth.
-    assert sorted(map(len, copying)) == [0] + [64 // overlays.MAX_DEPTH] * overlays.MAX_DEPTH
-    assert sorted(c for chunks in copying for c in chunks) == list(range(64))
-
-
 def test_a_redirect_at_the_deepest_chain_makes_a_plain_chunk(datamap):
     base = _mapped(datamap)
     chain = _stack(datamap, base, overlays.MAX_DEPTH)
-    assert datamap.redirect_valid(chain[-1] + 1, overlays.MAX_DEPTH * BLOCK, 1, False) == 0
+    assert datamap.redirect_valid(chain[-1] + 1, overlays.MAX_DEPTH * BLOCK, 1) == 0
     plain = datamap.allocate()
     datamap.redirected(plain, chain[-1] + 1, 0)
     assert datamap.chain(plain) == [(plain, overlays.FULL)]
