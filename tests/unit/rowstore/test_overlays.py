@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from evs_driver import exception
-from evs_driver.rowstore import Pool, overlays, tree
+from evs_driver.rowstore import Pool, overlays
 from tests.unit.rowstore.conftest import CHUNK, spy_chunk_writes
 
 BLOCK = CHUNK // overlays.BLOCKS
@@ -163,10 +163,7 @@ def test_shared_writes_that_together_complete_an_overlay_complete_it_alone(pool,
 
 def _chunk_of(pool, name, vchunk):
     """The data chunk the device maps at ``vchunk``."""
-    device = pool._devices.get(name)
-    (entry,) = tree.lookup_run(
-        pool._nodes, device.root, pool._geometry.height(device.size), vchunk, 1
-    )
+    (entry,) = pool._reader.entries(pool._devices.get(name), vchunk, 1)
     return entry - 1
 
 
