@@ -131,9 +131,18 @@ class DataMap:
         if not entry:
             return 0
         valid = overlays.block_mask(self._block, in_offset, length)
-        if valid == overlays.FULL or len(self.chain(entry - 1)) > overlays.MAX_DEPTH:
+        if valid == overlays.FULL or self._depth(entry - 1) == overlays.MAX_DEPTH:
             return 0
         return valid
+
+    def _depth(self, chunk: int) -> int:
+        """How many overlays deep ``chunk``'s chain is (counting up to ``MAX_DEPTH``)."""
+        rows, depth = self._overlays.rows, 0
+        row = rows.get(chunk)
+        while row is not None and depth < overlays.MAX_DEPTH:
+            depth += 1
+            row = rows.get(row[0])
+        return depth
 
     def extend_overlay(self, chunk: int, new_valid: int) -> None:
         """Mark blocks of an unshared overlay valid; at full it becomes a plain chunk."""

@@ -1,8 +1,8 @@
 """A reader-writer lock: many readers or one writer (writers are not starved).
 
 Every data-path call takes one, so it is kept cheap: ``read()`` and ``write()`` return one
-reusable guard each (no generator per use), the state sits behind a plain lock, and a
-reader leaving wakes waiters only when a writer waits.
+reusable guard each (no generator per use), the state sits behind a plain lock, and
+nothing wakes waiters unless one waits.
 """
 
 import threading
@@ -17,6 +17,7 @@ class RWLock:
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self._readers_waiting = 0
         self._read = _Reading(self)
         self._write = _Writing(self)
 
@@ -47,8 +48,11 @@ class _Reading(_Guard):
     def __enter__(self) -> None:
         rw = self._rw
         with rw._lock:
-            while rw._writer or rw._writers_waiting:
-                rw._cond.wait()
+            if rw._writer or rw._writers_waiting:
+                rw._readers_waiting += 1
+                while rw._writer or rw._writers_waiting:
+                    rw._cond.wait()
+                rw._readers_waiting -= 1
             rw._readers += 1
 
     def __exit__(self, *exc) -> None:
@@ -77,4 +81,5 @@ class _Writing(_Guard):
         rw = self._rw
         with rw._lock:
             rw._writer = False
-            rw._cond.notify_all()
+            if rw._writers_waiting or rw._readers_waiting:
+                rw._cond.notify_all()

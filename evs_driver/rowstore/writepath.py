@@ -85,23 +85,26 @@ class WritePath:
                 device.require_alive()
                 device.remapping = self.write_exclusive(device, offset, view)
 
-    def _pieces(self, offset: int, view: memoryview):
-        """Yield ``(vchunk, in_offset, data)`` for each chunk the write touches."""
+    def _pieces(self, offset: int, view: memoryview | Stored) -> list[tuple]:
+        """``(vchunk, in_offset, data)`` for each chunk the write touches."""
         size = self._state.geometry.chunk_size
         end = offset + len(view)
-        for vchunk in range(offset // size, (end - 1) // size + 1):
+        first = offset // size
+        if (end - 1) // size == first:  # most writes: one chunk, no slicing
+            return [(first, offset - first * size, view)]
+        pieces = []
+        for vchunk in range(first, (end - 1) // size + 1):
             start = max(offset, vchunk * size)
-            yield (
-                vchunk,
-                start - vchunk * size,
-                view[start - offset : min(end, (vchunk + 1) * size) - offset],
-            )
+            part = view[start - offset : min(end, (vchunk + 1) * size) - offset]
+            pieces.append((vchunk, start - vchunk * size, part))
+        return pieces
 
-    def _leaf(self, leaves: dict, device: Device, vchunk: int) -> tree.WritableLeaf | None:
+    def _leaf(
+        self, leaves: dict, device: Device, height: int, vchunk: int
+    ) -> tree.WritableLeaf | None:
         """The exclusive leaf of ``vchunk`` (looked up once per leaf a write touches)."""
         key = vchunk >> self._state.nodes.bits
         if key not in leaves:
-            height = self._state.geometry.height(device.size)
             leaves[key] = tree.exclusive_leaf(self._state.nodes, device.root, height, vchunk)
         return leaves[key]
 
@@ -110,9 +113,10 @@ class WritePath:
         readers of the device (``DataMap.shared_new_valid``), else None."""
         mask, datamap = self._state.nodes.mask, self._state.datamap
         plan, leaves = [], {}
+        height = self._state.geometry.height(device.size)
         with self._state.lock:
             for vchunk, in_offset, data in self._pieces(offset, view):
-                leaf = self._leaf(leaves, device, vchunk)
+                leaf = self._leaf(leaves, device, height, vchunk)
                 entry = leaf.entries[vchunk & mask] if leaf else 0
                 new_valid = datamap.shared_new_valid(entry, in_offset, len(data))
                 if new_valid is None:
@@ -145,12 +149,14 @@ class WritePath:
             with self._state.lock:
                 self._release_new(plan)
             raise
+        redirected = False
         with self._state.lock:
             for piece in plan:
                 self._apply(device, piece)
+                redirected = redirected or piece.leaf is not None
             self._state.devices.touch(device)
         self.commit_if_crowded()
-        return any(piece.leaf is not None for piece in plan)
+        return redirected
 
     def copy_within(self, source: Device, target: Device, offset: int, length: int) -> None:
         """Write ``source``'s bytes of a range at the same offsets of volume ``target``:
@@ -184,7 +190,7 @@ class WritePath:
         height = self._state.geometry.height(device.size)
         try:
             for vchunk, in_offset, data in self._pieces(offset, view):
-                leaf = self._leaf(leaves, device, vchunk)
+                leaf = self._leaf(leaves, device, height, vchunk)
                 entry = leaf.entries[vchunk & nodes.mask] if leaf else 0
                 new_valid = datamap.new_valid(entry, in_offset, len(data))
                 if new_valid is None and leaf is None:
@@ -234,7 +240,7 @@ class WritePath:
         """
         run: list[int] = []  # [source, position, length] of a kernel copy not yet asked for
         for piece in plan:
-            copy = self._kernel_copy(piece)
+            copy = self._kernel_copy(piece) if isinstance(piece.data, Stored) else []
             # A plan's pieces are consecutive slices of one write's bytes, so only where
             # they land can break a run.
             if copy and run and run[1] + run[2] == copy[1]:
@@ -249,10 +255,10 @@ class WritePath:
             self._chunks.copy_in(*run)
 
     def _kernel_copy(self, piece: Piece) -> list[int]:
-        """``[source, position, length]`` when the kernel can copy ``piece`` as it is (bytes
-        of the data file going where nothing needs merging), else empty."""
+        """``[source, position, length]`` when the kernel can copy ``piece`` (``Stored``) as
+        it is (bytes of the data file going where nothing needs merging), else empty."""
         size, data = self._state.geometry.chunk_size, piece.data
-        if not isinstance(data, Stored) or piece.new_valid or self._merging(piece, len(data)):
+        if piece.new_valid or self._merging(piece, len(data)):
             return []
         return [data.position, piece.target * size + piece.in_offset, len(data)]
 

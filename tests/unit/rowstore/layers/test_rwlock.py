@@ -56,3 +56,29 @@ def test_a_waiting_writer_goes_before_later_readers_and_holds_the_lock_alone():
     for thread in threads:
         thread.join(30)
     assert log == ["reader 1 in", "reader 1 out", "writer in", "writer out", "reader 2 in"]
+
+
+def test_writers_waiting_for_a_writer_each_get_in_when_it_leaves():
+    lock, log, release = RWLock(), [], threading.Event()
+
+    def first_writer():
+        with lock.write():
+            log.append("writer 1 in")
+            assert release.wait(30)
+
+    def later_writer(number: int):
+        with lock.write():
+            log.append(f"writer {number} in")
+
+    first = threading.Thread(target=first_writer)
+    first.start()
+    wait_for(lambda: log == ["writer 1 in"], "the first writer")
+    later = [threading.Thread(target=later_writer, args=(n,)) for n in (2, 3)]
+    for thread in later:
+        thread.start()
+    wait_for(lambda: _waiting(lock) == 2, "both writers to wait")
+    release.set()
+    for thread in [first, *later]:
+        thread.join(30)
+        assert not thread.is_alive(), "a writer was never woken"
+    assert sorted(log[1:]) == ["writer 2 in", "writer 3 in"]
