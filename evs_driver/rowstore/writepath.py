@@ -238,6 +238,7 @@ class WritePath:
         are asked, so pieces copied from consecutive bytes into consecutive chunks go to the
         kernel as one copy (``ChunkStore.copy_in``).
         """
+        size = self._state.geometry.chunk_size
         run: list[int] = []  # [source, position, length] of a kernel copy not yet asked for
         for piece in plan:
             copy = self._kernel_copy(piece) if isinstance(piece.data, Stored) else []
@@ -249,7 +250,11 @@ class WritePath:
             if run:
                 self._chunks.copy_in(*run)
             run = copy
-            if not copy:
+            if copy:
+                continue
+            if piece.leaf is None and not piece.new_valid:  # in place, bytes as they are
+                self._chunks.write(piece.target * size + piece.in_offset, piece.data)
+            else:
                 self._write_piece(piece)
         if run:
             self._chunks.copy_in(*run)
@@ -268,8 +273,8 @@ class WritePath:
         return piece.leaf is not None and bool(piece.old_entry) and length < size
 
     def _write_piece(self, piece: Piece) -> None:
-        """Write one piece through a buffer: in place, into a fresh chunk, as an overlay, or
-        redirected whole with the old chunk's other bytes."""
+        """Write one piece through a buffer: into a fresh chunk, as an overlay (maybe in
+        place), or redirected whole with the old chunk's other bytes."""
         size = self._state.geometry.chunk_size
         in_offset, data = piece.in_offset, piece.data
         old = piece.old_entry - 1
